@@ -1,0 +1,5 @@
+"""`python -m costslo` runs the command-line interface."""
+
+from costslo.cli import app
+
+app()

@@ -1,0 +1,638 @@
+"""What each model server (vLLM, TGI, Triton, SGLang) and dcgm-exporter would expose, as data.
+
+Names, types and labels follow the exporters' own sources (see METRICS.md in the design notes). Bucket
+bounds follow vLLM's where known; for the others they are the simulator's choice, since queries only need
+`le` buckets to exist, not particular bounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from costslo.simulator.exposition import Family, Histogram, labels_of
+from costslo.simulator.profiles import PerformanceProfile
+from costslo.simulator.serving import Request
+
+
+@dataclass(frozen=True)
+class Load:
+    """Instantaneous load of a pod, for the gauges."""
+
+    running: float
+    waiting: float
+    utilisation: float
+
+
+def _always(_: Request) -> bool:
+    return True
+
+
+def _once(_: Request) -> float:
+    return 1.0
+
+
+def _no_labels(_: Request) -> dict[str, str]:
+    return {}
+
+
+def _prefilled(r: Request) -> bool:
+    return not r.dropped
+
+
+def _ok(r: Request) -> bool:
+    return r.ok
+
+
+def _failed(r: Request) -> bool:
+    return not r.ok
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series family of a runtime and how a finished request or the load feeds it."""
+
+    name: str
+    kind: Literal["counter", "histogram", "gauge"]
+    help: str
+    value: Callable[[Request], float] = _once  # counter increment / histogram observation
+    times: Callable[[Request], float] = _once  # how many observations of `value`
+    when: Callable[[Request], bool] = _always
+    labels: Callable[[Request], dict[str, str]] = _no_labels
+    buckets: tuple[float, ...] = ()
+    gauge: Callable[[Load], float] | None = None
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    base_labels: Callable[[PerformanceProfile], dict[str, str]]
+    series: tuple[Series, ...]
+
+
+def _one_two_five(limit: int) -> tuple[float, ...]:
+    out: list[float] = []
+    exp = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * exp > limit:
+                return tuple(out)
+            out.append(float(m * exp))
+        exp *= 10
+
+
+def _exponential(start: float, factor: float, count: int) -> tuple[float, ...]:
+    return tuple(round(start * factor**i, 6) for i in range(count))
+
+
+VLLM_REQUEST_SECONDS = (
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+)
+VLLM_TTFT_SECONDS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+)
+VLLM_ITL_SECONDS = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
+TOKENS = _one_two_five(10_000)
+SECONDS = _exponential(0.001, 2.0, 18)  # 1 ms .. 131 s
+SGLANG_E2E = (
+    0.1,
+    0.2,
+    0.4,
+    0.6,
+    0.8,
+    1.0,
+    2.0,
+    4.0,
+    6.0,
+    8.0,
+    10.0,
+    20.0,
+    40.0,
+    60.0,
+    80.0,
+    100.0,
+    200.0,
+    400.0,
+    800.0,
+)
+SGLANG_ITL = (
+    0.002,
+    0.004,
+    0.006,
+    0.008,
+    0.01,
+    0.015,
+    0.02,
+    0.025,
+    0.03,
+    0.035,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.2,
+    0.4,
+    0.6,
+    0.8,
+    1.0,
+    2.0,
+)
+
+
+def _vllm() -> RuntimeSpec:
+    def hist(
+        name: str,
+        help_: str,
+        value: Callable[[Request], float],
+        buckets: tuple[float, ...],
+        when: Callable[[Request], bool] = _prefilled,
+        times: Callable[[Request], float] = _once,
+    ) -> Series:
+        return Series(
+            f"vllm:{name}", "histogram", help_, value=value, buckets=buckets, when=when, times=times
+        )
+
+    return RuntimeSpec(
+        base_labels=lambda p: {"model_name": p.model_name, "engine": "0"},
+        series=(
+            Series(
+                "vllm:request_success_total",
+                "counter",
+                "Count of successfully processed requests.",
+                labels=lambda r: {"finished_reason": r.finished_reason},
+            ),
+            Series(
+                "vllm:prompt_tokens_total",
+                "counter",
+                "Number of prefill tokens processed.",
+                value=lambda r: r.input_tokens,
+                when=_prefilled,
+            ),
+            Series(
+                "vllm:generation_tokens_total",
+                "counter",
+                "Number of generation tokens processed.",
+                value=lambda r: r.output_tokens,
+                when=_prefilled,
+            ),
+            hist(
+                "e2e_request_latency_seconds",
+                "Histogram of e2e request latency in seconds.",
+                lambda r: r.e2e_seconds,
+                VLLM_REQUEST_SECONDS,
+                when=_always,
+            ),
+            hist(
+                "time_to_first_token_seconds",
+                "Histogram of time to first token in seconds.",
+                lambda r: r.ttft_seconds,
+                VLLM_TTFT_SECONDS,
+            ),
+            hist(
+                "inter_token_latency_seconds",
+                "Histogram of inter-token latency in seconds.",
+                lambda r: r.itl_seconds,
+                VLLM_ITL_SECONDS,
+                times=lambda r: max(0, r.output_tokens - 1),
+            ),
+            hist(
+                "request_queue_time_seconds",
+                "Histogram of time spent in WAITING phase for request.",
+                lambda r: r.queue_seconds,
+                VLLM_REQUEST_SECONDS,
+                when=_always,
+            ),
+            hist(
+                "request_prefill_time_seconds",
+                "Histogram of time spent in PREFILL phase for request.",
+                lambda r: r.prefill_seconds,
+                VLLM_REQUEST_SECONDS,
+            ),
+            hist(
+                "request_decode_time_seconds",
+                "Histogram of time spent in DECODE phase for request.",
+                lambda r: r.decode_seconds,
+                VLLM_REQUEST_SECONDS,
+            ),
+            hist(
+                "request_inference_time_seconds",
+                "Histogram of time spent in RUNNING phase for request.",
+                lambda r: r.inference_seconds,
+                VLLM_REQUEST_SECONDS,
+            ),
+            hist(
+                "request_prompt_tokens",
+                "Number of prefill tokens processed.",
+                lambda r: r.input_tokens,
+                TOKENS,
+            ),
+            hist(
+                "request_generation_tokens",
+                "Number of generation tokens processed.",
+                lambda r: r.output_tokens,
+                TOKENS,
+            ),
+            Series(
+                "vllm:num_requests_running",
+                "gauge",
+                "Number of requests in model execution batches.",
+                gauge=lambda load: load.running,
+            ),
+            Series(
+                "vllm:num_requests_waiting",
+                "gauge",
+                "Number of requests waiting to be processed.",
+                gauge=lambda load: load.waiting,
+            ),
+            Series(
+                "vllm:kv_cache_usage_perc",
+                "gauge",
+                "KV-cache usage. 1 means 100 percent usage.",
+                gauge=lambda load: min(1.0, 0.05 + 0.9 * load.utilisation),
+            ),
+        ),
+    )
+
+
+def _tgi() -> RuntimeSpec:
+    return RuntimeSpec(
+        base_labels=lambda p: {},
+        series=(
+            Series("tgi_request_count", "counter", "Total number of requests"),
+            Series("tgi_request_success", "counter", "Number of successful requests", when=_ok),
+            Series(
+                "tgi_request_failure",
+                "counter",
+                "Number of failed requests",
+                when=_failed,
+                labels=lambda r: {"err": "overloaded" if r.dropped else "generation"},
+            ),
+            Series(
+                "tgi_request_duration",
+                "histogram",
+                "Request duration",
+                value=lambda r: r.e2e_seconds,
+                buckets=SECONDS,
+                when=_ok,
+            ),
+            Series(
+                "tgi_request_queue_duration",
+                "histogram",
+                "Time spent in the queue",
+                value=lambda r: r.queue_seconds,
+                buckets=SECONDS,
+                when=_ok,
+            ),
+            Series(
+                "tgi_request_inference_duration",
+                "histogram",
+                "Request inference duration",
+                value=lambda r: r.inference_seconds,
+                buckets=SECONDS,
+                when=_ok,
+            ),
+            Series(
+                "tgi_request_mean_time_per_token_duration",
+                "histogram",
+                "Mean time per token per request",
+                value=lambda r: r.itl_seconds,
+                buckets=SECONDS,
+                when=_ok,
+            ),
+            # Recorded at validation, before the request can fail, so failed requests are in it too.
+            Series(
+                "tgi_request_input_length",
+                "histogram",
+                "Input token length per request",
+                value=lambda r: r.input_tokens,
+                buckets=TOKENS,
+            ),
+            Series(
+                "tgi_request_generated_tokens",
+                "histogram",
+                "Generated tokens per request",
+                value=lambda r: r.output_tokens,
+                buckets=TOKENS,
+                when=_ok,
+            ),
+            Series("tgi_queue_size", "gauge", "Current queue size", gauge=lambda load: load.waiting),
+            Series("tgi_batch_current_size", "gauge", "Current batch size", gauge=lambda load: load.running),
+        ),
+    )
+
+
+def _triton() -> RuntimeSpec:
+    def us_counter(name: str, help_: str, value: Callable[[Request], float]) -> Series:
+        return Series(name, "counter", help_, value=lambda r: value(r) * 1e6, when=_ok)
+
+    return RuntimeSpec(
+        base_labels=lambda p: {"model": p.model_name, "version": "1"},
+        series=(
+            Series(
+                "nv_inference_request_success",
+                "counter",
+                "Number of successful inference requests, all batch sizes",
+                when=_ok,
+            ),
+            Series(
+                "nv_inference_request_failure",
+                "counter",
+                "Number of failed inference requests, all batch sizes",
+                when=_failed,
+                labels=lambda r: {"reason": "REJECTED" if r.dropped else "BACKEND"},
+            ),
+            Series("nv_inference_count", "counter", "Number of inferences performed", when=_ok),
+            Series("nv_inference_exec_count", "counter", "Number of model executions performed", when=_ok),
+            us_counter(
+                "nv_inference_request_duration_us",
+                "Cumulative inference request duration in microseconds",
+                lambda r: r.e2e_seconds,
+            ),
+            us_counter(
+                "nv_inference_queue_duration_us",
+                "Cumulative inference queuing duration in microseconds",
+                lambda r: r.queue_seconds,
+            ),
+            us_counter(
+                "nv_inference_compute_input_duration_us",
+                "Cumulative compute input duration in microseconds",
+                lambda r: 0.0005,
+            ),
+            us_counter(
+                "nv_inference_compute_infer_duration_us",
+                "Cumulative compute inference duration in microseconds",
+                lambda r: r.inference_seconds,
+            ),
+            us_counter(
+                "nv_inference_compute_output_duration_us",
+                "Cumulative inference compute output duration in microseconds",
+                lambda r: 0.0005,
+            ),
+            Series(
+                "nv_inference_pending_request_count",
+                "gauge",
+                "Instantaneous number of pending requests awaiting execution per-model.",
+                gauge=lambda load: load.waiting,
+            ),
+            Series(
+                "nv_llm_input_token_len",
+                "histogram",
+                "TRT LLM input token length",
+                value=lambda r: r.input_tokens,
+                buckets=TOKENS,
+                when=_prefilled,
+            ),
+            Series(
+                "nv_llm_output_token_len",
+                "histogram",
+                "TRT LLM output token length",
+                value=lambda r: r.output_tokens,
+                buckets=TOKENS,
+                when=_prefilled,
+            ),
+        ),
+    )
+
+
+def _sglang() -> RuntimeSpec:
+    return RuntimeSpec(
+        base_labels=lambda p: {"model_name": p.model_name},
+        series=(
+            Series(
+                "sglang:prompt_tokens_total",
+                "counter",
+                "Number of prefill tokens processed.",
+                value=lambda r: r.input_tokens,
+                when=_prefilled,
+            ),
+            Series(
+                "sglang:generation_tokens_total",
+                "counter",
+                "Number of generation tokens processed.",
+                value=lambda r: r.output_tokens,
+                when=_prefilled,
+            ),
+            Series("sglang:num_requests_total", "counter", "Number of requests processed."),
+            Series(
+                "sglang:num_aborted_requests_total", "counter", "Number of requests aborted.", when=_failed
+            ),
+            Series(
+                "sglang:e2e_request_latency_seconds",
+                "histogram",
+                "Histogram of End-to-end request latency in seconds",
+                value=lambda r: r.e2e_seconds,
+                buckets=SGLANG_E2E,
+            ),
+            Series(
+                "sglang:time_to_first_token_seconds",
+                "histogram",
+                "Histogram of time to first token in seconds.",
+                value=lambda r: r.ttft_seconds,
+                buckets=SGLANG_E2E,
+                when=_prefilled,
+            ),
+            Series(
+                "sglang:inter_token_latency_seconds",
+                "histogram",
+                "Histogram of inter-token latency in seconds.",
+                value=lambda r: r.itl_seconds,
+                buckets=SGLANG_ITL,
+                when=_prefilled,
+                times=lambda r: max(0, r.output_tokens - 1),
+            ),
+            Series(
+                "sglang:num_running_reqs",
+                "gauge",
+                "The number of running requests.",
+                gauge=lambda load: load.running,
+            ),
+            Series(
+                "sglang:num_queue_reqs",
+                "gauge",
+                "The number of requests in the waiting queue.",
+                gauge=lambda load: load.waiting,
+            ),
+            Series(
+                "sglang:token_usage",
+                "gauge",
+                "The token usage.",
+                gauge=lambda load: min(1.0, 0.05 + 0.9 * load.utilisation),
+            ),
+        ),
+    )
+
+
+RUNTIMES: dict[str, RuntimeSpec] = {"vllm": _vllm(), "tgi": _tgi(), "triton": _triton(), "sglang": _sglang()}
+
+
+@dataclass
+class RuntimeExporter:
+    """The series one pod's model server exposes, accumulated over its life."""
+
+    spec: RuntimeSpec
+    pod_labels: dict[str, str]
+    profile: PerformanceProfile
+    _families: dict[str, Family] = field(default_factory=dict)
+    _base: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_pod(cls, profile: PerformanceProfile, pod_labels: Mapping[str, str]) -> RuntimeExporter:
+        spec = RUNTIMES[profile.runtime]
+        exporter = cls(spec, dict(pod_labels), profile)
+        exporter._base = {**spec.base_labels(profile), **pod_labels}
+        for s in spec.series:
+            exporter._families[s.name] = Family(s.name, s.kind, s.help)
+        if profile.runtime == "vllm":
+            # vLLM registers every finished_reason at start, so the series exist before the first request.
+            fam = exporter._families["vllm:request_success_total"]
+            for reason in ("stop", "length", "abort"):
+                fam.values[labels_of({**exporter._base, "finished_reason": reason})] = 0.0
+        return exporter
+
+    def record(self, request: Request) -> None:
+        for s in self.spec.series:
+            if s.kind == "gauge" or not s.when(request):
+                continue
+            fam = self._families[s.name]
+            key = labels_of({**self._base, **s.labels(request)})
+            if s.kind == "counter":
+                fam.values[key] = fam.values.get(key, 0.0) + s.value(request) * s.times(request)
+            else:
+                times = s.times(request)
+                if times <= 0:
+                    continue
+                hist = fam.histograms.get(key)
+                if hist is None:
+                    hist = fam.histograms[key] = Histogram(s.buckets)
+                hist.observe(s.value(request), times)
+
+    def set_load(self, load: Load) -> None:
+        key = labels_of(self._base)
+        for s in self.spec.series:
+            if s.gauge is not None:
+                self._families[s.name].values[key] = s.gauge(load)
+
+    def families(self) -> list[Family]:
+        return list(self._families.values())
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    """One GPU as dcgm-exporter would read it."""
+
+    index: int
+    uuid: str
+    model_name: str
+    hostname: str
+    busy: float  # 0..1
+    memory_used_mib: float
+    memory_total_mib: float
+    power_watts: float
+    energy_mj: float
+    pod: Mapping[str, str]  # namespace/pod/container of the pod holding it; empty when unallocated
+
+
+DCGM_SERIES: tuple[tuple[str, str, str, Callable[[GpuReading], float]], ...] = (
+    ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", lambda g: round(100 * g.busy)),
+    (
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        "gauge",
+        "Ratio of time the graphics engine is active.",
+        lambda g: g.busy,
+    ),
+    ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", lambda g: round(g.memory_used_mib)),
+    (
+        "DCGM_FI_DEV_FB_FREE",
+        "gauge",
+        "Framebuffer memory free (in MiB).",
+        lambda g: round(g.memory_total_mib - g.memory_used_mib),
+    ),
+    ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", lambda g: g.power_watts),
+    (
+        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+        "counter",
+        "Total energy consumption since boot (in mJ).",
+        lambda g: round(g.energy_mj),
+    ),
+)
+
+
+def dcgm_families(gpus: list[GpuReading]) -> list[Family]:
+    """dcgm-exporter's series for these GPUs, with Kubernetes pod mapping on."""
+    families = [Family(name, kind, help_) for name, kind, help_, _ in DCGM_SERIES]
+    for g in gpus:
+        labels = labels_of(
+            {
+                "gpu": str(g.index),
+                "UUID": g.uuid,
+                "pci_bus_id": f"00000000:{0x18 + g.index:02X}:00.0",
+                "device": f"nvidia{g.index}",
+                "modelName": g.model_name,
+                "Hostname": g.hostname,
+                **g.pod,
+            }
+        )
+        for fam, (_, _, _, read) in zip(families, DCGM_SERIES, strict=True):
+            fam.values[labels] = float(read(g))
+    return families

@@ -1,0 +1,339 @@
+"""The simulated fleet: model-server pods on GPUs, advanced in time, with their exact ground truth."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from costslo.simulator.cluster import ClusterView, Group, NodeView, PodView
+from costslo.simulator.exporters import GpuReading, Load, RuntimeExporter, dcgm_families
+from costslo.simulator.exposition import Family
+from costslo.simulator.profiles import PerformanceProfile, ProfileCatalog, ProfileError
+from costslo.simulator.serving import Arrivals, Request, RequestSampler, operating_point
+
+log = structlog.get_logger(__name__)
+
+BUSY_WINDOW_SECONDS = 5.0  # the DCGM busy gauge averages over this, like DCGM's sampling does
+TRUTH_RETENTION_SECONDS = 6 * 3600.0
+
+
+@dataclass
+class Truth:
+    """Exact totals for one pod since the simulator first saw it."""
+
+    provisioned_gpu_seconds: float = 0.0
+    ready_seconds: float = 0.0
+    busy_gpu_seconds: float = 0.0
+    prefill_gpu_seconds: float = 0.0
+    finished: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dropped: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    e2e_seconds: float = 0.0
+
+    def add(self, r: Request) -> None:
+        self.finished += 1
+        self.delivered += r.ok
+        self.failed += not r.ok
+        self.dropped += r.dropped
+        self.busy_gpu_seconds += r.gpu_seconds
+        self.prefill_gpu_seconds += r.prefill_gpu_seconds
+        if not r.dropped:
+            self.input_tokens += r.input_tokens
+            self.output_tokens += r.output_tokens
+        self.prefill_seconds += r.prefill_seconds
+        self.decode_seconds += r.decode_seconds
+        self.e2e_seconds += r.e2e_seconds
+
+
+@dataclass
+class GpuSlot:
+    index: int
+    uuid: str
+    energy_mj: float = 0.0
+    owner: str | None = None  # pod uid
+
+
+@dataclass
+class SimPod:
+    view: PodView
+    profile: PerformanceProfile
+    exporter: RuntimeExporter
+    sampler: RequestSampler
+    first_seen: float
+    served: Arrivals = field(default_factory=Arrivals)
+    drops: Arrivals = field(default_factory=Arrivals)
+    truth: Truth = field(default_factory=Truth)
+    gpu_slots: list[GpuSlot] = field(default_factory=list)
+    busy_window: deque[tuple[float, float]] = field(default_factory=deque)  # (dt, busy GPU-seconds)
+    offered_rps: float = 0.0
+    utilisation: float = 0.0
+    deleted_at: float | None = None
+
+    @property
+    def busy_fraction(self) -> float:
+        """Mean GPU busy fraction over the last few seconds."""
+        span = sum(dt for dt, _ in self.busy_window)
+        if span <= 0 or self.view.gpus <= 0:
+            return 0.0
+        return min(1.0, sum(b for _, b in self.busy_window) / (span * self.view.gpus))
+
+
+def _seed(uid: str) -> int:
+    return int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big")
+
+
+def _gpu_uuid(node: str, index: int) -> str:
+    return "GPU-" + str(uuid.UUID(bytes=hashlib.sha256(f"{node}/{index}".encode()).digest()[:16]))
+
+
+class Simulation:
+    """Advances every simulated pod in time and renders what the exporters would expose."""
+
+    def __init__(self, catalog: ProfileCatalog, clock: Any = time.monotonic) -> None:
+        self._catalog = catalog
+        self._clock = clock
+        self._pods: dict[str, SimPod] = {}
+        self._view = ClusterView()
+        self._gpus: dict[str, list[GpuSlot]] = {}
+        self._bad_pods: dict[str, str] = {}  # uid -> error already reported
+        self.started = clock()
+
+    # -- cluster changes -------------------------------------------------------------------------------
+    def apply(self, view: ClusterView) -> None:
+        """Takes a fresh view of the cluster: new pods join, vanished pods leave."""
+        now = self._clock()
+        self._view = view
+        for name, node in view.nodes.items():
+            self._ensure_node(name, node)
+        seen: set[str] = set()
+        for pv in view.pods:
+            if pv.node is None or pv.gpus <= 0:
+                continue
+            sim = self._pods.get(pv.uid)
+            if sim is None or sim.deleted_at is not None:
+                sim = self._admit(pv, now)
+                if sim is None:
+                    continue
+            sim.view = pv
+            seen.add(pv.uid)
+        for uid, sim in self._pods.items():
+            if uid not in seen and sim.deleted_at is None:
+                sim.deleted_at = now
+                for slot in sim.gpu_slots:
+                    slot.owner = None
+        cutoff = now - TRUTH_RETENTION_SECONDS
+        for uid in [u for u, s in self._pods.items() if s.deleted_at is not None and s.deleted_at < cutoff]:
+            del self._pods[uid]
+
+    def _ensure_node(self, name: str, node: NodeView) -> None:
+        slots = self._gpus.setdefault(name, [])
+        while len(slots) < node.gpus:
+            slots.append(GpuSlot(len(slots), _gpu_uuid(name, len(slots))))
+
+    def _admit(self, pv: PodView, now: float) -> SimPod | None:
+        try:
+            profile = self._catalog.resolve(pv.annotations)
+        except ProfileError as exc:
+            if self._bad_pods.get(pv.uid) != str(exc):
+                self._bad_pods[pv.uid] = str(exc)
+                log.warning("pod not simulated", namespace=pv.namespace, pod=pv.name, reason=str(exc))
+            return None
+        if profile is None:
+            return None
+        labels = {"namespace": pv.namespace, "pod": pv.name, "container": pv.container}
+        sim = SimPod(
+            view=pv,
+            profile=profile,
+            exporter=RuntimeExporter.for_pod(profile, labels),
+            sampler=RequestSampler(profile, _seed(pv.uid)),
+            first_seen=now,
+        )
+        assert pv.node is not None
+        slots = self._gpus.setdefault(pv.node, [])
+        free = [s for s in slots if s.owner is None]
+        while len(free) < pv.gpus:  # more GPUs asked than the node advertises: give it more
+            slot = GpuSlot(len(slots), _gpu_uuid(pv.node, len(slots)))
+            slots.append(slot)
+            free.append(slot)
+        for slot in free[: pv.gpus]:
+            slot.owner = pv.uid
+            sim.gpu_slots.append(slot)
+        self._pods[pv.uid] = sim
+        log.info(
+            "simulating pod",
+            namespace=pv.namespace,
+            pod=pv.name,
+            runtime=profile.runtime,
+            model=profile.model_name,
+            gpus=pv.gpus,
+            node=pv.node,
+        )
+        return sim
+
+    # -- time ------------------------------------------------------------------------------------------
+    def live_pods(self) -> Iterator[SimPod]:
+        return (s for s in self._pods.values() if s.deleted_at is None)
+
+    def advance(self, dt: float) -> None:
+        """Moves every live pod `dt` seconds forward."""
+        ready: dict[Group, list[SimPod]] = {}
+        for sim in self.live_pods():
+            if sim.view.ready:
+                ready.setdefault(sim.view.group, []).append(sim)
+        for group, members in ready.items():
+            per_pod = self._view.offered_rps.get(group, 0.0) / len(members)
+            for sim in members:
+                self._serve(sim, per_pod, dt)
+        for sim in self.live_pods():
+            sim.truth.provisioned_gpu_seconds += sim.view.gpus * dt
+            if sim.view.ready:
+                sim.truth.ready_seconds += dt
+            else:
+                sim.offered_rps = sim.utilisation = 0.0
+                self._note_busy(sim, dt, 0.0)
+                sim.exporter.set_load(Load(0.0, 0.0, 0.0))
+        for slots in self._gpus.values():
+            for slot in slots:
+                slot.energy_mj += self._power(slot) * dt * 1000.0
+
+    def _serve(self, sim: SimPod, offered_rps: float, dt: float) -> None:
+        op = operating_point(sim.profile, sim.view.gpus, offered_rps)
+        sim.offered_rps, sim.utilisation = offered_rps, op.utilisation
+        busy = 0.0
+        for _ in range(sim.served.take(op.served_rps, dt)):
+            r = sim.sampler.served(op.utilisation)
+            sim.exporter.record(r)
+            sim.truth.add(r)
+            busy += r.gpu_seconds
+        for _ in range(sim.drops.take(op.dropped_rps, dt)):
+            r = sim.sampler.dropped()
+            sim.exporter.record(r)
+            sim.truth.add(r)
+        self._note_busy(sim, dt, busy)
+        p = sim.profile
+        rho = min(op.utilisation, 0.98)
+        service = p.ttft_seconds + p.mean_output_tokens * p.itl_seconds * (1 + rho)
+        wait = (p.ttft_seconds + p.mean_output_tokens * p.itl_seconds) * rho / (1 - rho)
+        # Little's law: requests in flight = arrival rate x time spent.
+        sim.exporter.set_load(Load(op.served_rps * service, op.served_rps * wait, op.utilisation))
+
+    @staticmethod
+    def _note_busy(sim: SimPod, dt: float, busy: float) -> None:
+        sim.busy_window.append((dt, busy))
+        span = sum(d for d, _ in sim.busy_window)
+        while sim.busy_window and span - sim.busy_window[0][0] >= BUSY_WINDOW_SECONDS:
+            span -= sim.busy_window.popleft()[0]
+
+    def _power(self, slot: GpuSlot) -> float:
+        sim = self._pods.get(slot.owner) if slot.owner else None
+        if sim is None:
+            return 60.0
+        p = sim.profile
+        return p.power_idle_watts + (p.power_max_watts - p.power_idle_watts) * sim.busy_fraction
+
+    # -- what is exposed -------------------------------------------------------------------------------
+    def runtime_families(self) -> list[Family]:
+        fams: list[Family] = []
+        for sim in self.live_pods():
+            if sim.view.ready:
+                fams.extend(sim.exporter.families())
+        return fams
+
+    def dcgm_families(self) -> list[Family]:
+        readings: list[GpuReading] = []
+        for node_name, slots in self._gpus.items():
+            node = self._view.nodes.get(node_name)
+            product = node.product if node else "NVIDIA-H100-80GB-HBM3"
+            total_mib = node.memory_mib if node else 81559.0
+            for slot in slots:
+                sim = self._pods.get(slot.owner) if slot.owner else None
+                pod: dict[str, str] = {}
+                busy = used = 0.0
+                if sim is not None:
+                    pod = {
+                        "namespace": sim.view.namespace,
+                        "pod": sim.view.name,
+                        "container": sim.view.container,
+                    }
+                    busy = sim.busy_fraction
+                    used = min(total_mib, sim.profile.memory_used_mib) if sim.view.ready else 0.0
+                readings.append(
+                    GpuReading(
+                        index=slot.index,
+                        uuid=slot.uuid,
+                        model_name=_marketing_name(product),
+                        hostname=node_name,
+                        busy=busy,
+                        memory_used_mib=used,
+                        memory_total_mib=total_mib,
+                        power_watts=self._power(slot),
+                        energy_mj=slot.energy_mj,
+                        pod=pod,
+                    )
+                )
+        return dcgm_families(readings)
+
+    def truth(self) -> dict[str, Any]:
+        """Exact ground truth for tests: per pod totals and the offered load per group."""
+        now = self._clock()
+        pods = []
+        for sim in self._pods.values():
+            v, t = sim.view, sim.truth
+            pods.append(
+                {
+                    "namespace": v.namespace,
+                    "pod": v.name,
+                    "uid": v.uid,
+                    "node": v.node,
+                    "gpus": v.gpus,
+                    "ownerKind": v.group[1],
+                    "owner": v.group[2],
+                    "replicaSet": v.replicaset,
+                    "podTemplateHash": v.pod_template_hash,
+                    "runtime": sim.profile.runtime,
+                    "model": sim.profile.model_name,
+                    "ready": v.ready and sim.deleted_at is None,
+                    "deleted": sim.deleted_at is not None,
+                    "offeredRps": sim.offered_rps,
+                    "utilisation": sim.utilisation,
+                    "busyFraction": sim.busy_fraction,
+                    "capacityRps": sim.profile.capacity_rps(v.gpus),
+                    "gpuSecondsPerRequest": sim.profile.gpu_seconds_per_request,
+                    "provisionedGpuSeconds": t.provisioned_gpu_seconds,
+                    "readySeconds": t.ready_seconds,
+                    "busyGpuSeconds": t.busy_gpu_seconds,
+                    "prefillGpuSeconds": t.prefill_gpu_seconds,
+                    "requests": {
+                        "finished": t.finished,
+                        "delivered": t.delivered,
+                        "failed": t.failed,
+                        "dropped": t.dropped,
+                    },
+                    "tokens": {"input": t.input_tokens, "output": t.output_tokens},
+                    "prefillSeconds": t.prefill_seconds,
+                    "decodeSeconds": t.decode_seconds,
+                    "e2eSeconds": t.e2e_seconds,
+                }
+            )
+        groups = [
+            {"namespace": g[0], "kind": g[1], "name": g[2], "offeredRps": rps}
+            for g, rps in self._view.offered_rps.items()
+        ]
+        return {"uptimeSeconds": now - self.started, "pods": pods, "groups": groups}
+
+
+def _marketing_name(product_label: str) -> str:
+    """GPU feature discovery writes 'NVIDIA-H100-80GB-HBM3'; DCGM's modelName says 'NVIDIA H100 80GB HBM3'."""
+    return product_label.replace("-", " ")

@@ -1,0 +1,215 @@
+"""The simulated fleet: load sharing, model swaps, ground truth and pod lifecycle, on a fake clock."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from costslo.simulator.cluster import ClusterView, build_view
+from costslo.simulator.exposition import render
+from costslo.simulator.profiles import ProfileCatalog, ProfileError
+from costslo.simulator.simulation import Simulation
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pod(
+    name: str,
+    rs: str,
+    profile: str = "llama-3.1-8b-h100",
+    gpus: int = 1,
+    ready: bool = True,
+    node: str | None = "gpu-h100-a",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    annotations = {"simulator.costslo.dev/profile": profile}
+    if overrides:
+        annotations["simulator.costslo.dev/profile-overrides"] = json.dumps(overrides)
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "uid": f"uid-{name}",
+            "annotations": annotations,
+            "labels": {"pod-template-hash": rs.rsplit("-", 1)[-1]},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": rs, "controller": True}],
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "server", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
+        },
+        "status": {
+            "phase": "Running" if ready else "Pending",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def rs(name: str, deploy: str = "summariser") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "ownerReferences": [{"kind": "Deployment", "name": deploy, "controller": True}],
+        }
+    }
+
+
+def deployment(rps: float, name: str = "summariser") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "annotations": {"simulator.costslo.dev/offered-rps": str(rps)},
+        }
+    }
+
+
+NODES = [
+    {
+        "metadata": {"name": "gpu-h100-a", "labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}},
+        "status": {"capacity": {"nvidia.com/gpu": "8"}},
+    }
+]
+
+
+def view(pods: list[dict[str, Any]], rps: float = 12.0) -> ClusterView:
+    sets = {p["metadata"]["ownerReferences"][0]["name"] for p in pods}
+    return build_view(pods, [rs(s) for s in sets], [deployment(rps)], NODES)
+
+
+def run(sim: Simulation, clock: Clock, seconds: float, dt: float = 0.5) -> None:
+    for _ in range(round(seconds / dt)):
+        clock.now += dt
+        sim.advance(dt)
+
+
+def by_pod(sim: Simulation) -> dict[str, dict[str, Any]]:
+    return {p["pod"]: p for p in sim.truth()["pods"]}
+
+
+def test_view_joins_pods_to_their_deployment() -> None:
+    v = view([pod("a", "summariser-abc"), pod("b", "summariser-abc", gpus=2, ready=False)])
+    assert [p.group for p in v.pods] == [("ml", "Deployment", "summariser")] * 2
+    assert [p.gpus for p in v.pods] == [1, 2]
+    assert [p.ready for p in v.pods] == [True, False]
+    assert v.pods[0].pod_template_hash == "abc"
+    assert v.offered_rps == {("ml", "Deployment", "summariser"): 12.0}
+    assert v.nodes["gpu-h100-a"].gpus == 8
+
+
+def test_load_is_shared_by_ready_pods_and_counted_exactly() -> None:
+    clock = Clock()
+    sim = Simulation(ProfileCatalog.load(), clock=clock)
+    sim.apply(
+        view(
+            [pod("a", "summariser-abc"), pod("b", "summariser-abc"), pod("c", "summariser-abc", ready=False)],
+            rps=12.0,
+        )
+    )
+    run(sim, clock, 100)
+    truth = by_pod(sim)
+    assert truth["a"]["requests"]["finished"] == pytest.approx(600, abs=1)
+    assert truth["b"]["requests"]["finished"] == pytest.approx(600, abs=1)
+    assert truth["c"]["requests"]["finished"] == 0
+    # A pod that is not ready still holds its GPU: provisioned but idle.
+    assert truth["c"]["provisionedGpuSeconds"] == pytest.approx(100)
+    assert truth["c"]["busyGpuSeconds"] == 0
+    a = truth["a"]
+    assert a["requests"]["delivered"] + a["requests"]["failed"] == a["requests"]["finished"]
+    assert a["busyGpuSeconds"] == pytest.approx(600 * 0.07, rel=0.05)
+    assert a["utilisation"] == pytest.approx(6 * 0.07)
+
+
+def test_a_heavier_revision_does_more_gpu_work_per_request() -> None:
+    clock = Clock()
+    sim = Simulation(ProfileCatalog.load(), clock=clock)
+    sim.apply(
+        view(
+            [
+                pod("old", "summariser-abc"),
+                pod("new", "summariser-def", profile="llama-3.1-70b-h100", gpus=4),
+            ],
+            rps=8.0,
+        )
+    )
+    run(sim, clock, 60)
+    t = by_pod(sim)
+    old = t["old"]["busyGpuSeconds"] / t["old"]["requests"]["finished"]
+    new = t["new"]["busyGpuSeconds"] / t["new"]["requests"]["finished"]
+    assert t["old"]["requests"]["finished"] == pytest.approx(t["new"]["requests"]["finished"], abs=1)
+    assert new / old == pytest.approx(0.3222 / 0.07, rel=0.1)
+    assert t["new"]["podTemplateHash"] == "def"
+
+
+def test_exposition_matches_ground_truth() -> None:
+    clock = Clock()
+    sim = Simulation(ProfileCatalog.load(), clock=clock)
+    sim.apply(view([pod("a", "summariser-abc")], rps=5.0))
+    run(sim, clock, 40)
+    truth = by_pod(sim)["a"]
+    samples = {}
+    for fam in text_string_to_metric_families(render(sim.runtime_families())):
+        for s in fam.samples:
+            samples.setdefault(s.name, 0.0)
+            samples[s.name] += s.value
+    assert samples["vllm:request_success_total"] == truth["requests"]["finished"] == 200
+    assert samples["vllm:prompt_tokens_total"] == truth["tokens"]["input"]
+    assert samples["vllm:generation_tokens_total"] == truth["tokens"]["output"]
+    assert samples["vllm:request_prefill_time_seconds_sum"] == pytest.approx(truth["prefillSeconds"])
+
+
+def test_vanished_pods_stop_exposing_but_keep_their_truth() -> None:
+    clock = Clock()
+    sim = Simulation(ProfileCatalog.load(), clock=clock)
+    sim.apply(view([pod("a", "summariser-abc"), pod("b", "summariser-abc")]))
+    run(sim, clock, 10)
+    sim.apply(view([pod("b", "summariser-abc")]))
+    run(sim, clock, 10)
+    truth = by_pod(sim)
+    assert truth["a"]["deleted"] and not truth["b"]["deleted"]
+    text = render(sim.runtime_families())
+    assert 'pod="a"' not in text and 'pod="b"' in text
+    dcgm = render(sim.dcgm_families())
+    assert 'pod="a"' not in dcgm
+    # The freed GPU is still on the node, now without a pod.
+    assert dcgm.count("DCGM_FI_DEV_GPU_UTIL{") == 8
+
+
+def test_unknown_profiles_are_skipped_not_fatal() -> None:
+    clock = Clock()
+    sim = Simulation(ProfileCatalog.load(), clock=clock)
+    sim.apply(view([pod("a", "summariser-abc", profile="no-such-model"), pod("b", "summariser-abc")]))
+    run(sim, clock, 2)
+    assert set(by_pod(sim)) == {"b"}
+    with pytest.raises(ProfileError, match="unknown profile"):
+        ProfileCatalog.load().resolve({"simulator.costslo.dev/profile": "no-such-model"})
+
+
+def test_overrides_change_single_fields() -> None:
+    p = ProfileCatalog.load().resolve(
+        {
+            "simulator.costslo.dev/profile": "llama-3.1-8b-h100",
+            "simulator.costslo.dev/profile-overrides": '{"failureRate": 0.2}',
+            "simulator.costslo.dev/runtime": "tgi",
+        }
+    )
+    assert p is not None and p.failure_rate == 0.2 and p.runtime == "tgi"
+    with pytest.raises(ProfileError):
+        ProfileCatalog.load().resolve(
+            {
+                "simulator.costslo.dev/profile": "llama-3.1-8b-h100",
+                "simulator.costslo.dev/profile-overrides": '{"failureRate": 2}',
+            }
+        )
