@@ -47,11 +47,13 @@ die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
 
 kubectl() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 
+proc_alive() { # pid: running, not a zombie awaiting its reaper
+  [[ -n $1 ]] && kill -0 "$1" 2>/dev/null || return 1
+  [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]
+}
+
 pid_alive() { # pidfile
-  [[ -f $1 ]] || return 1
-  local pid
-  pid=$(cat "$1")
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+  [[ -f $1 ]] && proc_alive "$(cat "$1")"
 }
 
 wait_http() { # url seconds what
@@ -74,20 +76,28 @@ start_process() { # name command...
   say "$name started (pid $!, log $LOGS/$name.log)"
 }
 
-stop_pidfile() { # pidfile name
-  local pidfile=$1 name=$2 pid
-  [[ -f $pidfile ]] || return 0
-  pid=$(cat "$pidfile")
-  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-      say "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    say "stopped $name (pid $pid)"
+stop_pid() { # pid name: SIGTERM, wait up to 10 s, then SIGKILL
+  local pid=$1 name=$2
+  proc_alive "$pid" || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_exit "$pid" "$name"
+}
+
+wait_exit() { # pid name: wait for a process that was asked to stop; SIGKILL it after 10 s
+  local pid=$1 name=$2
+  for _ in $(seq 1 50); do proc_alive "$pid" || break; sleep 0.2; done
+  if proc_alive "$pid"; then
+    say "$name (pid $pid) ignored SIGTERM; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 25); do proc_alive "$pid" || break; sleep 0.2; done
   fi
-  rm -f "$pidfile"
+  say "stopped $name (pid $pid)"
+}
+
+stop_pidfile() { # pidfile name
+  [[ -f $1 ]] || return 0
+  stop_pid "$(cat "$1")" "$2"
+  rm -f "$1"
 }
 
 render() { # template -> stdout, substituting ${VAR} from the environment
@@ -186,10 +196,15 @@ down() {
     stop_pidfile "$PIDS/${OWN_PROCESSES[$i]}.pid" "${OWN_PROCESSES[$i]}"
   done
   if [[ -d $CLUSTER_DIR ]]; then
-    "$BIN/kwokctl" --name "$CLUSTER" delete cluster >"$LOGS/kwokctl-delete.log" 2>&1 || true
-    # kwokctl stops its components by their pid files; make sure none outlived it.
+    # kwokctl signals its components and returns at once, removing their pid files; read them first
+    # and wait until every one of those processes is gone.
+    local entries=() f entry
     for f in "$CLUSTER_DIR"/pids/*.pid; do
-      [[ -f $f ]] && stop_pidfile "$f" "$(basename "$f" .pid)"
+      [[ -f $f ]] && entries+=("$(basename "$f" .pid)=$(cat "$f")")
+    done
+    "$BIN/kwokctl" --name "$CLUSTER" delete cluster >"$LOGS/kwokctl-delete.log" 2>&1 || true
+    for entry in "${entries[@]}"; do
+      wait_exit "${entry#*=}" "${entry%%=*}"
     done
     rm -rf "$CLUSTER_DIR"
     say "control plane stopped"
@@ -221,9 +236,12 @@ status() {
   done
   if curl -sf "http://127.0.0.1:$LAB_PROMETHEUS_PORT/api/v1/targets" -o "$LAB_DIR/targets.json" 2>/dev/null; then
     echo "prometheus targets:"
-    "$PYTHON" -c 'import json,sys
+    "$PYTHON" - "$LAB_DIR/targets.json" <<'EOF'
+import json, sys
 for t in json.load(open(sys.argv[1]))["data"]["activeTargets"]:
-    print(f"  {t[\"labels\"][\"job\"]:<24} {t[\"health\"]:<8} {t[\"scrapeUrl\"]} {t.get(\"lastError\") or \"\"}")' "$LAB_DIR/targets.json"
+    job, health, url, err = t["labels"]["job"], t["health"], t["scrapeUrl"], t.get("lastError") or ""
+    print(f"  {job:<24} {health:<8} {url} {err}")
+EOF
   fi
   [[ -f $LAB_DIR/lab.env ]] && echo "connection file: $LAB_DIR/lab.env"
   return $rc

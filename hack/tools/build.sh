@@ -30,6 +30,8 @@ k8s_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v${KUBERNETES_VER
 k8s_ldflags=$(echo "$k8s_ldflags" | tr '\n' ' ')
 
 # name | stamp | build command (run from the repository's hack/tools)
+# Prometheus builds with -tags remove_all_sd: the lab scrapes static targets only, and leaving out the
+# cloud service-discovery plugins (AWS, Azure, GCE, ...) halves its build.
 tool_rows() {
   local k8s_sum etcd_sum ksm_sum
   k8s_sum=$(sha256sum "$here/kubernetes/go.sum" | cut -c1-12)
@@ -44,8 +46,8 @@ kubectl|k8s-${KUBERNETES_VERSION}-${k8s_sum}|go build -C kubernetes -ldflags '$k
 kwok|kwok-${KWOK_VERSION}|GOBIN="$BIN" go install -ldflags '-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION}' sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}
 kwokctl|kwok-${KWOK_VERSION}|GOBIN="$BIN" go install -ldflags '-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION}' sigs.k8s.io/kwok/cmd/kwokctl@${KWOK_VERSION}
 kube-state-metrics|ksm-${KUBE_STATE_METRICS_VERSION}-${ksm_sum}|go build -C kube-state-metrics -ldflags '-s -w -X github.com/prometheus/common/version.Version=${KUBE_STATE_METRICS_VERSION#v}' -o "$BIN/kube-state-metrics" k8s.io/kube-state-metrics/v2
-prometheus|prometheus-${PROMETHEUS_MODULE_VERSION}|GOBIN="$BIN" go install -ldflags '-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}' github.com/prometheus/prometheus/cmd/prometheus@${PROMETHEUS_MODULE_VERSION}
-promtool|prometheus-${PROMETHEUS_MODULE_VERSION}|GOBIN="$BIN" go install -ldflags '-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}' github.com/prometheus/prometheus/cmd/promtool@${PROMETHEUS_MODULE_VERSION}
+prometheus|prometheus-${PROMETHEUS_MODULE_VERSION}-static-sd|GOBIN="$BIN" go install -tags remove_all_sd -ldflags '-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}' github.com/prometheus/prometheus/cmd/prometheus@${PROMETHEUS_MODULE_VERSION}
+promtool|prometheus-${PROMETHEUS_MODULE_VERSION}-static-sd|GOBIN="$BIN" go install -tags remove_all_sd -ldflags '-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}' github.com/prometheus/prometheus/cmd/promtool@${PROMETHEUS_MODULE_VERSION}
 helm|helm-${HELM_VERSION}|GOBIN="$BIN" go install -ldflags '-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}' helm.sh/helm/v3/cmd/helm@${HELM_VERSION}
 kubeconform|kubeconform-${KUBECONFORM_VERSION}|GOBIN="$BIN" go install -ldflags '-s -w' github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}
 EOF
@@ -72,11 +74,17 @@ while IFS='|' read -r name stamp cmd; do
   fi
   t0=$(date +%s)
   echo "==> building $name ($stamp) ..."
+  # A heartbeat, so that a multi-minute compile does not look like a hang.
+  (while sleep 30; do echo "    ... still building $name ($(($(date +%s) - t0))s)"; done) &
+  ticker=$!
   if ! (eval "$cmd") >"$STAMPS/$name.log" 2>&1; then
+    kill "$ticker" 2>/dev/null || true
     echo "error: building $name failed; last lines of $STAMPS/$name.log:" >&2
     tail -20 "$STAMPS/$name.log" >&2
     exit 1
   fi
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
   echo "$stamp" >"$STAMPS/$name"
   built=$((built + 1))
   echo "    $name done in $(($(date +%s) - t0))s (total $(($(date +%s) - start))s)"

@@ -1,0 +1,55 @@
+# costslo — common tasks. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: help venv tools lab-up lab-down lab-status lint typecheck test test-unit test-integration demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## create .venv with the package and its dev tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+tools: ## build the lab's tools from Go modules into the cache (seconds when warm)
+	bash hack/tools/build.sh
+
+lab-up: venv tools ## start the lab: control plane, fake GPU nodes, kube-state-metrics, Prometheus, simulator
+	bash hack/lab/lab.sh up
+
+lab-down: ## stop every lab process
+	bash hack/lab/lab.sh down
+
+lab-status: ## show the lab's processes, nodes and scrape targets
+	bash hack/lab/lab.sh status
+
+lint: venv ## ruff lint and format check
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+
+typecheck: venv ## mypy (strict) on operator/costslo
+	$(BIN)/mypy
+
+test: lint typecheck tools ## lint, type-check, then every test (starts and stops the lab itself)
+	$(BIN)/pytest
+
+test-unit: venv ## unit tests only (no lab)
+	$(BIN)/pytest tests/unit
+
+test-integration: venv tools ## integration tests against the lab
+	$(BIN)/pytest tests/integration
+
+demo: lab-up ## the lab with a vLLM Deployment under load, and a model swap
+	bash hack/demo.sh
+
+clean: ## remove the virtualenv and caches (not the tool cache)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache operator/*.egg-info

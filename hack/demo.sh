@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The lab demo: a vLLM Deployment on fake H100s under load, what Prometheus sees of it, then a model
+# swap (8B -> 70B on the same GPUs) and how the new revision's GPU work per request changes.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LAB_DIR=${COSTSLO_LAB_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/costslo/lab}
+# shellcheck disable=SC1091
+source "$LAB_DIR/lab.env"
+PY=$repo/.venv/bin/python
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+promql() { # query -> prints "labels value" lines
+  "$PY" - "$1" <<'PYEOF'
+import json, os, sys, urllib.parse, urllib.request
+url = os.environ["PROMETHEUS_URL"] + "/api/v1/query?" + urllib.parse.urlencode({"query": sys.argv[1]})
+for s in json.load(urllib.request.urlopen(url))["data"]["result"]:
+    labels = ",".join(f"{k}={v}" for k, v in sorted(s["metric"].items()))
+    print(f"    {labels or '(total)':<60} {float(s['value'][1]):.4g}")
+PYEOF
+}
+
+step "Deploying examples/vllm-deployment.yaml (3 x vLLM, Llama 3.1 8B, 1 H100 each, 20 req/s offered)"
+kubectl apply -f "$repo/examples/vllm-deployment.yaml"
+kubectl -n ml rollout status deployment/summariser --timeout=120s
+kubectl -n ml get pods -o wide
+
+step "Waiting 75s for a full minute of metrics"
+sleep 75
+step "Delivered requests/s per pod (vLLM, finished_reason stop|length)"
+promql 'sum by (pod) (rate(vllm:request_success_total{namespace="ml",finished_reason=~"stop|length"}[1m]))'
+step "GPU busy fraction per pod (DCGM_FI_PROF_GR_ENGINE_ACTIVE, pod arrives as exported_pod)"
+promql 'avg by (exported_pod) (avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{exported_namespace="ml"}[1m]))'
+step "p95 end-to-end latency (s)"
+promql 'histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{namespace="ml"}[1m])))'
+step "GPUs requested (kube-state-metrics)"
+promql 'sum(kube_pod_container_resource_requests{namespace="ml",resource="nvidia_com_gpu"})'
+
+step "Model swap: the same Deployment now serves Llama 3.1 70B on the same single GPUs"
+kubectl -n ml patch deployment summariser --type merge -p \
+  '{"spec":{"template":{"metadata":{"annotations":{"simulator.costslo.dev/profile":"llama-3.1-70b-h100"}}}}}'
+kubectl -n ml rollout status deployment/summariser --timeout=180s
+sleep 75
+step "GPU busy fraction per pod after the swap (same traffic, ~4.6x the GPU work per request)"
+promql 'avg by (exported_pod) (avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{exported_namespace="ml"}[1m]))'
+step "p95 end-to-end latency (s) after the swap"
+promql 'histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{namespace="ml"}[1m])))'
+
+step "Ground truth from the simulator: $COSTSLO_SIMULATOR_URL/truth"
+"$PY" - <<'PYEOF'
+import json, os, urllib.request
+truth = json.load(urllib.request.urlopen(os.environ["COSTSLO_SIMULATOR_URL"] + "/truth"))
+print(f"    {'pod':<36}{'model':<36}{'requests':>9}{'GPU-s/req':>11}{'state':>9}")
+for p in truth["pods"]:
+    if p["namespace"] != "ml":
+        continue
+    n = p["requests"]["finished"] or 1
+    state = "deleted" if p["deleted"] else "serving"
+    print(f"    {p['pod']:<36}{p['model']:<36}{p['requests']['finished']:>9}{p['busyGpuSeconds']/n:>11.3f}{state:>9}")
+PYEOF
+echo
+echo "The lab keeps running: 'make lab-status' shows it, 'make lab-down' stops it."
