@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help venv tools lab-up lab-down lab-status lint typecheck test test-unit test-integration demo clean
+.PHONY: help venv tools generate lab-up lab-down lab-status lint typecheck test test-unit test-integration demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ $(VENV)/.installed: pyproject.toml
 
 tools: ## build the lab's tools from Go modules into the cache (seconds when warm)
 	bash hack/tools/build.sh
+
+generate: venv ## regenerate crds/ from the pydantic models in operator/costslo/api.py
+	$(BIN)/python -m costslo.crdgen
 
 lab-up: venv tools ## start the lab: control plane, fake GPU nodes, kube-state-metrics, Prometheus, simulator
 	bash hack/lab/lab.sh up

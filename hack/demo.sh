@@ -19,10 +19,14 @@ for s in json.load(urllib.request.urlopen(url))["data"]["result"]:
 PYEOF
 }
 
+# A repeatable demo: start from an empty namespace.
+kubectl delete namespace ml --ignore-not-found --wait=true >/dev/null
 step "Deploying examples/vllm-deployment.yaml (3 x vLLM, Llama 3.1 8B, 1 H100 each, 20 req/s offered)"
 kubectl apply -f "$repo/examples/vllm-deployment.yaml"
 kubectl -n ml rollout status deployment/summariser --timeout=120s
 kubectl -n ml get pods -o wide
+pod_uids() { kubectl -n ml get pods -o jsonpath='{.items[*].metadata.uid}'; }
+DEMO_POD_UIDS=$(pod_uids)
 
 step "Waiting 75s for a full minute of metrics"
 sleep 75
@@ -35,27 +39,35 @@ promql 'histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seco
 step "GPUs requested (kube-state-metrics)"
 promql 'sum(kube_pod_container_resource_requests{namespace="ml",resource="nvidia_com_gpu"})'
 
-step "Model swap: the same Deployment now serves Llama 3.1 70B on the same single GPUs"
-kubectl -n ml patch deployment summariser --type merge -p \
-  '{"spec":{"template":{"metadata":{"annotations":{"simulator.costslo.dev/profile":"llama-3.1-70b-h100"}}}}}'
+step "Model swap: Llama 3.1 70B on 4 H100s per replica replaces Llama 3.1 8B on one"
+kubectl -n ml patch deployment summariser --type strategic -p '{"spec":{"template":{
+  "metadata":{"annotations":{"simulator.costslo.dev/profile":"llama-3.1-70b-h100"}},
+  "spec":{"containers":[{"name":"vllm","resources":{"requests":{"nvidia.com/gpu":"4"},"limits":{"nvidia.com/gpu":"4"}}}]}}}}'
 kubectl -n ml rollout status deployment/summariser --timeout=180s
+DEMO_POD_UIDS="$DEMO_POD_UIDS $(pod_uids)"
+export DEMO_POD_UIDS
 sleep 75
-step "GPU busy fraction per pod after the swap (same traffic, ~4.6x the GPU work per request)"
+step "GPU busy fraction per GPU after the swap (same traffic: 4x the GPUs, ~4.6x the GPU work per request)"
 promql 'avg by (exported_pod) (avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{exported_namespace="ml"}[1m]))'
 step "p95 end-to-end latency (s) after the swap"
 promql 'histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{namespace="ml"}[1m])))'
+step "GPUs requested after the swap (kube-state-metrics)"
+promql 'sum(kube_pod_container_resource_requests{namespace="ml",resource="nvidia_com_gpu"})'
 
 step "Ground truth from the simulator: $COSTSLO_SIMULATOR_URL/truth"
 "$PY" - <<'PYEOF'
 import json, os, urllib.request
 truth = json.load(urllib.request.urlopen(os.environ["COSTSLO_SIMULATOR_URL"] + "/truth"))
-print(f"    {'pod':<36}{'model':<36}{'requests':>9}{'GPU-s/req':>11}{'state':>9}")
+# Pods of an earlier run in a namespace of the same name are still in the truth; keep this run's.
+uids = set(os.environ["DEMO_POD_UIDS"].split())
+print(f"    {'pod':<30}{'model':<36}{'GPUs':>5}{'delivered':>10}{'GPU-s busy/req':>15}{'GPU-s held/req':>15}  state")
 for p in truth["pods"]:
-    if p["namespace"] != "ml":
+    if p["namespace"] != "ml" or p["uid"] not in uids:
         continue
-    n = p["requests"]["finished"] or 1
+    n = p["requests"]["delivered"] or 1
     state = "deleted" if p["deleted"] else "serving"
-    print(f"    {p['pod']:<36}{p['model']:<36}{p['requests']['finished']:>9}{p['busyGpuSeconds']/n:>11.3f}{state:>9}")
+    print(f"    {p['pod']:<30}{p['model']:<36}{p['gpus']:>5}{p['requests']['delivered']:>10}"
+          f"{p['busyGpuSeconds'] / n:>15.3f}{p['provisionedGpuSeconds'] / n:>15.3f}  {state}")
 PYEOF
 echo
 echo "The lab keeps running: 'make lab-status' shows it, 'make lab-down' stops it."

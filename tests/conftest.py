@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.lab import Lab, lab_session
+from tests.support.lab import REPO, Lab, lab_session
 
 HERE = Path(__file__).parent
 
@@ -30,3 +30,10 @@ def lab() -> Iterator[Lab]:
     """The running lab: reused when one answers, otherwise started here and stopped at the end."""
     with lab_session() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def costslo_crd(lab: Lab) -> None:
+    """The CostSLO CRD from crds/, installed in the lab and established."""
+    lab.kubectl("apply", "-f", str(REPO / "crds"))
+    lab.kubectl("wait", "--for", "condition=established", "crd/costslos.costslo.dev", "--timeout=30s")

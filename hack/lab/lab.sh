@@ -209,7 +209,9 @@ down() {
     rm -rf "$CLUSTER_DIR"
     say "control plane stopped"
   fi
-  rm -f "$LAB_DIR/lab.env" "$LAB_DIR/lab.json"
+  # Each lab starts with an empty TSDB: series of an earlier cluster would otherwise linger for
+  # Prometheus' 5-minute lookback and be counted with the new cluster's.
+  rm -rf "$LAB_DIR/prometheus" "$LAB_DIR/lab.env" "$LAB_DIR/lab.json"
   say "lab is down"
 }
 

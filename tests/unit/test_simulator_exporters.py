@@ -34,7 +34,7 @@ def exposition(runtime: str, n: int = 200) -> str:
     exporter = RuntimeExporter.for_pod(p, POD)
     sampler = RequestSampler(p, seed=3)
     for _ in range(n):
-        exporter.record(sampler.served(0.5))
+        exporter.record(sampler.served(0.5, 1))
     exporter.record(sampler.dropped())
     exporter.set_load(Load(running=3, waiting=1, utilisation=0.5))
     return render(exporter.families())
@@ -120,7 +120,7 @@ def test_tgi_and_triton_counters_have_no_total_suffix() -> None:
 def test_triton_durations_are_microseconds() -> None:
     p = profile("triton")
     exporter = RuntimeExporter.for_pod(p, POD)
-    r = RequestSampler(p.model_copy(update={"failure_rate": 0.0}), seed=5).served(0.2)
+    r = RequestSampler(p.model_copy(update={"failure_rate": 0.0}), seed=5).served(0.2, 1)
     exporter.record(r)
     fams = parsed(render(exporter.families()))
     ((_, _, value),) = fams["nv_inference_request_duration_us"][1]

@@ -51,18 +51,20 @@ def test_operating_point_splits_served_and_dropped_load() -> None:
 
 
 def test_latency_grows_as_utilisation_approaches_one() -> None:
-    def mean_e2e(rho: float) -> float:
+    def mean(rho: float, attr: str) -> float:
         sampler = RequestSampler(PROFILE, seed=7)
-        return statistics.fmean(sampler.served(rho).e2e_seconds for _ in range(4000))
+        return statistics.fmean(getattr(sampler.served(rho, 1), attr) for _ in range(4000))
 
-    low, mid, high = mean_e2e(0.1), mean_e2e(0.7), mean_e2e(0.95)
+    low, mid, high = (mean(rho, "e2e_seconds") for rho in (0.1, 0.7, 0.95))
     assert low < mid < high
-    assert high > 5 * low
+    # Queueing, measured in GPU time per request, explodes near saturation: 0.07 s * rho / (1 - rho).
+    assert mean(0.5, "queue_seconds") == pytest.approx(0.07, rel=0.1)
+    assert mean(0.95, "queue_seconds") == pytest.approx(0.07 * 19, rel=0.1)
 
 
 def test_requests_fail_at_the_profile_rate_and_carry_their_work() -> None:
     sampler = RequestSampler(PROFILE, seed=1)
-    reqs = [sampler.served(0.5) for _ in range(20000)]
+    reqs = [sampler.served(0.5, 1) for _ in range(20000)]
     failed = sum(not r.ok for r in reqs) / len(reqs)
     assert failed == pytest.approx(0.05, abs=0.01)
     assert all(r.finished_reason == "abort" for r in reqs if not r.ok)

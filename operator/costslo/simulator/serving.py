@@ -6,8 +6,10 @@ tick), so counters reproduce the offered load exactly; what varies per request i
   output capped at maxOutputTokens (finished_reason "length", else "stop");
 - GPU work = input tokens / prefill throughput + output tokens / decode throughput (GPU-seconds, per GPU
   at saturation), so utilisation rho = served work per second / GPUs;
-- a request waits in the queue for an exponential time with the M/M/1 mean S * rho / (1 - rho), where S is
-  the unloaded service time, so latency grows without bound as rho approaches 1 (rho is capped at 0.98);
+- with continuous batching a request does not wait for whole requests ahead of it, only for GPU time: it
+  waits in the queue for an exponential time with the M/M/1 mean S * rho / (1 - rho), where S is the GPU
+  time of one request on the pod (GPU-seconds per request / GPUs), so queueing grows without bound as rho
+  approaches 1 (rho is capped at 0.98);
 - prefill takes ttftSeconds scaled by input length; each output token takes itlSeconds * (1 + rho), since
   a fuller batch slows every sequence in it;
 - a failureRate share of served requests fails after doing its work (paid, not delivered);
@@ -80,6 +82,12 @@ def operating_point(profile: PerformanceProfile, gpus: int, offered_rps: float) 
     return OperatingPoint(offered, capacity, served, offered - served, utilisation)
 
 
+def mean_queue_seconds(profile: PerformanceProfile, gpus: int, utilisation: float) -> float:
+    """M/M/1 mean wait, with the GPU time of one request on the pod as the service time."""
+    rho = min(utilisation, MAX_UTILISATION)
+    return profile.gpu_seconds_per_request / max(gpus, 1) * rho / (1.0 - rho)
+
+
 class RequestSampler:
     """Draws requests for one pod; seeded so a pod's history is reproducible."""
 
@@ -90,8 +98,8 @@ class RequestSampler:
     def _tokens(self, mean: float) -> int:
         return max(1, round(self._rng.gammavariate(GAMMA_SHAPE, mean / GAMMA_SHAPE)))
 
-    def served(self, utilisation: float) -> Request:
-        """A request the pod served at the given utilisation."""
+    def served(self, utilisation: float, gpus: int) -> Request:
+        """A request the pod, with `gpus` GPUs, served at the given utilisation."""
         p = self.profile
         rho = min(utilisation, MAX_UTILISATION)
         input_tokens = self._tokens(p.mean_input_tokens)
@@ -99,8 +107,7 @@ class RequestSampler:
         reason = "stop"
         if output_tokens >= p.max_output_tokens:
             output_tokens, reason = p.max_output_tokens, "length"
-        unloaded_service = p.ttft_seconds + p.mean_output_tokens * p.itl_seconds
-        mean_wait = unloaded_service * rho / (1.0 - rho)
+        mean_wait = mean_queue_seconds(p, gpus, rho)
         queue = self._rng.expovariate(1.0 / mean_wait) if mean_wait > 0 else 0.0
         prefill = p.ttft_seconds * input_tokens / p.mean_input_tokens
         decode = output_tokens * p.itl_seconds * (1.0 + rho)

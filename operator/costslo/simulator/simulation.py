@@ -16,7 +16,7 @@ from costslo.simulator.cluster import ClusterView, Group, NodeView, PodView
 from costslo.simulator.exporters import GpuReading, Load, RuntimeExporter, dcgm_families
 from costslo.simulator.exposition import Family
 from costslo.simulator.profiles import PerformanceProfile, ProfileCatalog, ProfileError
-from costslo.simulator.serving import Arrivals, Request, RequestSampler, operating_point
+from costslo.simulator.serving import Arrivals, Request, RequestSampler, mean_queue_seconds, operating_point
 
 log = structlog.get_logger(__name__)
 
@@ -213,7 +213,7 @@ class Simulation:
         sim.offered_rps, sim.utilisation = offered_rps, op.utilisation
         busy = 0.0
         for _ in range(sim.served.take(op.served_rps, dt)):
-            r = sim.sampler.served(op.utilisation)
+            r = sim.sampler.served(op.utilisation, sim.view.gpus)
             sim.exporter.record(r)
             sim.truth.add(r)
             busy += r.gpu_seconds
@@ -223,9 +223,8 @@ class Simulation:
             sim.truth.add(r)
         self._note_busy(sim, dt, busy)
         p = sim.profile
-        rho = min(op.utilisation, 0.98)
-        service = p.ttft_seconds + p.mean_output_tokens * p.itl_seconds * (1 + rho)
-        wait = (p.ttft_seconds + p.mean_output_tokens * p.itl_seconds) * rho / (1 - rho)
+        service = p.ttft_seconds + p.mean_output_tokens * p.itl_seconds * (1 + min(op.utilisation, 0.98))
+        wait = mean_queue_seconds(p, sim.view.gpus, op.utilisation)
         # Little's law: requests in flight = arrival rate x time spent.
         sim.exporter.set_load(Load(op.served_rps * service, op.served_rps * wait, op.utilisation))
 

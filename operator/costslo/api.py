@@ -1,0 +1,418 @@
+"""The CostSLO resource (costslo.dev/v1alpha1): pydantic models that are the one source of the CRD.
+
+Money is a decimal string in the API ("0.00015"), never a float, so that what a person writes is what the
+operator compares. Durations are Go duration strings ("10m", "1h30m"), as Kubernetes' CEL `duration()`
+reads them. Rules that involve several fields are CEL `x-kubernetes-validations`, so `kubectl apply`
+rejects a bad spec with a message naming the field; `crdgen` turns these models into the CRD.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+
+GROUP = "costslo.dev"
+VERSION = "v1alpha1"
+KIND = "CostSLO"
+PLURAL = "costslos"
+SINGULAR = "costslo"
+SHORT_NAMES = ["cslo"]
+
+MONEY_PATTERN = r"^[0-9]{1,9}(\.[0-9]{1,12})?$"
+FRACTION_PATTERN = r"^0(\.[0-9]{1,12})?$"
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _decimal_text(value: object) -> object:
+    # A YAML number such as 0.00015 is a float before it reaches us; insisting on strings keeps money exact.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f'write {value} as a quoted decimal string, e.g. "{value}": numbers are not exact')
+    return value
+
+
+def _money(value: Decimal) -> Decimal:
+    if not re.fullmatch(MONEY_PATTERN, format(value, "f")):
+        raise ValueError(
+            f'{value} is not an amount of money: use a non-negative decimal string such as "0.00015"'
+        )
+    return value
+
+
+def _fraction(value: Decimal) -> Decimal:
+    if not re.fullmatch(FRACTION_PATTERN, format(value, "f")):
+        raise ValueError(f'{value} is not a fraction in [0, 1): use a decimal string such as "0.9"')
+    return value
+
+
+def _decimal_string(value: Decimal) -> str:
+    return format(value, "f")
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_text),
+    AfterValidator(_money),
+    PlainSerializer(_decimal_string, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN}),
+]
+Fraction = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_text),
+    AfterValidator(_fraction),
+    PlainSerializer(_decimal_string, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": FRACTION_PATTERN}),
+]
+
+
+def parse_duration(text: str) -> timedelta:
+    """A Go-style duration string ("1h30m", "90s", "250ms") as a timedelta."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration such as 30s, 10m or 1h")
+    return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text)))
+
+
+def _check_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+Duration = Annotated[
+    str, AfterValidator(_check_duration), WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})
+]
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One x-kubernetes-validations entry."""
+    out = {"rule": rule, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    return out
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        populate_by_name=True, extra="forbid", alias_generator=lambda s: _camel(s), frozen=True
+    )
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+# -- spec ---------------------------------------------------------------------------------------------
+
+
+class TargetRef(_Model):
+    api_version: Literal["apps/v1"] = Field("apps/v1", description="API version of the target.")
+    kind: Literal["Deployment"] = Field("Deployment", description="Kind of the target.")
+    name: str = Field(min_length=1, max_length=253, description="Name of the target in this namespace.")
+
+
+class CustomQueries(_Model):
+    """PromQL for runtime `custom`; `$matcher` is replaced by the namespace/pod label matchers."""
+
+    finished: str = Field(
+        min_length=1, description="Counter of finished requests, e.g. my_requests_total{$matcher}."
+    )
+    delivered: str = Field(min_length=1, description="Counter of successful requests.")
+    input_tokens: str | None = Field(None, min_length=1, description="Counter of input (prompt) tokens.")
+    output_tokens: str | None = Field(None, min_length=1, description="Counter of output (generated) tokens.")
+    latency_bucket: str | None = Field(
+        None, min_length=1, description="Histogram bucket series of request latency in seconds (with `le`)."
+    )
+
+
+class Serving(_Model):
+    runtime: Literal["vllm", "tgi", "triton", "sglang", "custom"] = Field(
+        "vllm", description="Model server whose metrics describe the target's traffic."
+    )
+    model_name: str = Field("", max_length=512, description="Only series of this model; empty for all.")
+    queries: CustomQueries | None = Field(None, description="PromQL per quantity; only for runtime custom.")
+
+    @model_validator(mode="after")
+    def _queries_only_for_custom(self) -> Serving:
+        if (self.runtime == "custom") != (self.queries is not None):
+            raise ValueError(VALIDATIONS["Serving"][0]["message"])
+        return self
+
+
+class LatencyObjective(_Model):
+    quantile: float = Field(0.95, gt=0, lt=1, description="Latency quantile to hold, e.g. 0.95 for p95.")
+    threshold_seconds: float = Field(gt=0, le=86400, description="The quantile must stay at or below this.")
+    metric: Literal["e2e", "ttft", "itl"] = Field(
+        "e2e", description="e2e: whole request; ttft: time to first token; itl: time between output tokens."
+    )
+
+
+class Objective(_Model):
+    max_cost_per_request: Money | None = Field(None, description="Budget per delivered request, in USD.")
+    revenue_per_request: Money | None = Field(
+        None, description="What one delivered request earns; with targetGrossMargin it sets the budget."
+    )
+    target_gross_margin: Fraction | None = Field(
+        None, description="Budget = revenuePerRequest x (1 - targetGrossMargin); a fraction in [0, 1)."
+    )
+    max_cost_per_million_input_tokens: Money | None = Field(
+        None, description="Optional budget per 1M input tokens."
+    )
+    max_cost_per_million_output_tokens: Money | None = Field(
+        None, description="Optional budget per 1M output tokens."
+    )
+    latency: LatencyObjective | None = Field(None, description="Companion latency budget.")
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> Objective:
+        revenue, margin = self.revenue_per_request is not None, self.target_gross_margin is not None
+        if (self.max_cost_per_request is not None) == (revenue or margin):
+            raise ValueError(VALIDATIONS["Objective"][0]["message"])
+        if revenue != margin:
+            raise ValueError(VALIDATIONS["Objective"][1]["message"])
+        return self
+
+    @property
+    def budget_per_request(self) -> Decimal:
+        """The budget per delivered request this objective sets."""
+        if self.max_cost_per_request is not None:
+            return self.max_cost_per_request
+        assert self.revenue_per_request is not None and self.target_gross_margin is not None
+        return self.revenue_per_request * (1 - self.target_gross_margin)
+
+
+class ApiPricing(_Model):
+    input_per_million_tokens: Money = Field(description="Hosted-API price per 1M input tokens, in USD.")
+    output_per_million_tokens: Money = Field(description="Hosted-API price per 1M output tokens, in USD.")
+
+
+class Pricing(_Model):
+    gpu_hourly: Money | None = Field(
+        None,
+        description="Price of one GPU-hour; when unset, the cluster price catalog decides by GPU product.",
+    )
+    per_replica_hourly: Money = Field(
+        Decimal("0"), description="CPU, memory and node share per replica-hour."
+    )
+    supporting_cost_per_request: Money = Field(
+        Decimal("0"), description="Per-request cost outside the pod: retrieval, embeddings, egress."
+    )
+    energy_per_kwh: Money | None = Field(None, description="Price of a kWh of GPU energy, if billed apart.")
+    output_token_weight: float = Field(
+        2.5,
+        gt=0,
+        le=100,
+        description="Without prefill/decode timings: one output token costs this many input tokens.",
+    )
+    api: ApiPricing | None = Field(None, description="Hosted-API mode: the cost is tokens x these prices.")
+
+    @model_validator(mode="after")
+    def _one_pricing_mode(self) -> Pricing:
+        if self.api is not None and self.gpu_hourly is not None:
+            raise ValueError(VALIDATIONS["Pricing"][0]["message"])
+        return self
+
+
+class Windows(_Model):
+    long: Duration = Field("1h", description="Long evaluation window; recovery is judged on it.")
+    short: Duration = Field("5m", description="Short window; a breach needs both windows over budget.")
+
+    @model_validator(mode="after")
+    def _short_before_long(self) -> Windows:
+        if parse_duration(self.short) >= parse_duration(self.long):
+            raise ValueError(VALIDATIONS["Windows"][0]["message"])
+        return self
+
+
+class Evaluation(_Model):
+    windows: Windows = Field(default_factory=lambda: Windows())
+    min_requests: int = Field(100, ge=0, le=1_000_000_000, description="Fewer requests: InsufficientTraffic.")
+    on_missing_metrics: Literal["Hold", "Allow"] = Field(
+        "Hold",
+        description="Hold: rollouts wait while metrics are missing (fail closed); Allow: they proceed.",
+    )
+    hysteresis: float = Field(
+        0.05, ge=0, le=0.5, description="Recover only when the long window is this fraction under budget."
+    )
+
+
+class RolloutEnforcement(_Model):
+    action: Literal["Pause", "Rollback", "None"] = Field(
+        "Pause", description="What to do with a breaching revision."
+    )
+    bake_time: Duration = Field("10m", description="How long a new revision serves before it is judged.")
+
+
+class ScalingEnforcement(_Model):
+    enabled: bool = Field(False, description="Adjust replicas to hold cost and latency.")
+    min_replicas: int = Field(1, ge=0, le=10000)
+    max_replicas: int = Field(8, ge=1, le=10000)
+    cooldown: Duration = Field("10m", description="Minimum time between two scaling steps.")
+    target_utilisation: float = Field(0.7, gt=0, le=1, description="GPU busy fraction to size replicas for.")
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> ScalingEnforcement:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(VALIDATIONS["ScalingEnforcement"][0]["message"])
+        return self
+
+
+class Enforcement(_Model):
+    mode: Literal["Enforce", "Report"] = Field(
+        "Enforce", description="Report: status, metrics and events only; the target is never written."
+    )
+    rollout: RolloutEnforcement = Field(default_factory=lambda: RolloutEnforcement())
+    scaling: ScalingEnforcement = Field(default_factory=lambda: ScalingEnforcement())
+
+
+class CostSLOSpec(_Model):
+    target_ref: TargetRef
+    serving: Serving = Field(default_factory=lambda: Serving())
+    objective: Objective
+    pricing: Pricing = Field(default_factory=lambda: Pricing())
+    evaluation: Evaluation = Field(default_factory=lambda: Evaluation())
+    enforcement: Enforcement = Field(default_factory=lambda: Enforcement())
+
+
+# -- status -------------------------------------------------------------------------------------------
+
+Phase = Literal[
+    "Pending", "Met", "Breached", "RolloutBlocked", "InsufficientTraffic", "MetricsUnavailable", "InvalidSpec"
+]
+
+
+class _Status(BaseModel):
+    """Status parts: camelCase, tolerant of fields written by newer operators."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", alias_generator=lambda s: _camel(s))
+
+
+class CurrentCost(_Status):
+    window: str | None = None
+    cost_per_request: str | None = Field(None, description="Cost per delivered request, USD.")
+    projected_cost_per_request: str | None = Field(
+        None, description="Cost per request at target utilisation."
+    )
+    cost_per_million_input_tokens: str | None = None
+    cost_per_million_output_tokens: str | None = None
+    requests_per_second: float | None = None
+    failure_rate: float | None = None
+    latency_seconds: float | None = Field(None, description="The objective's latency quantile.")
+    gpus: float | None = None
+    gpu_utilisation: float | None = None
+    idle_cost_fraction: float | None = None
+    hourly_cost: str | None = None
+    gross_margin: float | None = None
+
+
+class RevisionCost(_Status):
+    pod_template_hash: str
+    revision: str | None = None
+    cost_per_request: str | None = None
+    projected_cost_per_request: str | None = None
+    latency_seconds: float | None = None
+    requests: float | None = None
+    verdict: str | None = None
+
+
+class RolloutStatus(_Status):
+    state: str | None = None
+    revision: str | None = None
+    since: str | None = None
+    reason: str | None = None
+
+
+class ScalingStatus(_Status):
+    recommended_replicas: int | None = None
+    last_action: str | None = None
+    last_action_time: str | None = None
+    reason: str | None = None
+
+
+class Condition(_Status):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(min_length=1)
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class CostSLOStatus(_Status):
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    budget: str | None = Field(None, description="Budget per delivered request, USD.")
+    current: CurrentCost | None = None
+    revisions: list[RevisionCost] = Field(default_factory=list)
+    rollout: RolloutStatus | None = None
+    scaling: ScalingStatus | None = None
+    last_evaluation_time: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+# -- cross-field rules (CEL), attached to the schema by crdgen ---------------------------------------
+
+VALIDATIONS: dict[str, list[dict[str, str]]] = {
+    "CostSLOSpec": [],
+    "Objective": [
+        cel(
+            "has(self.maxCostPerRequest) != (has(self.revenuePerRequest) || has(self.targetGrossMargin))",
+            "set exactly one of maxCostPerRequest, or revenuePerRequest together with targetGrossMargin",
+        ),
+        cel(
+            "has(self.revenuePerRequest) == has(self.targetGrossMargin)",
+            "revenuePerRequest and targetGrossMargin go together: the budget is revenue x (1 - margin)",
+        ),
+    ],
+    "Serving": [
+        cel(
+            "(self.runtime == 'custom') == has(self.queries)",
+            "queries are required for runtime custom and only allowed there",
+            ".queries",
+        ),
+    ],
+    "Pricing": [
+        cel(
+            "!(has(self.api) && has(self.gpuHourly))",
+            "set either api (hosted-API pricing) or gpuHourly (GPU pricing), not both",
+            ".api",
+        ),
+    ],
+    "Windows": [
+        cel(
+            "duration(self.short) < duration(self.long)",
+            "windows.short must be shorter than windows.long",
+            ".short",
+        ),
+    ],
+    "ScalingEnforcement": [
+        cel(
+            "self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas", ".minReplicas"
+        ),
+    ],
+}
+
+
+class CostSLO(BaseModel):
+    """A whole CostSLO object as read from the API (metadata kept raw)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    api_version: str = Field(f"{GROUP}/{VERSION}", alias="apiVersion")
+    kind: str = KIND
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: CostSLOSpec
+    status: CostSLOStatus = Field(default_factory=lambda: CostSLOStatus())
