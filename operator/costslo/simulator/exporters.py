@@ -64,6 +64,23 @@ class Series:
     gauge: Callable[[Load], float] | None = None
 
 
+def _gauge(name: str, help_: str, read: Callable[[Load], float]) -> Series:
+    return Series(name, "gauge", help_, gauge=read)
+
+
+def _running(load: Load) -> float:
+    return load.running
+
+
+def _waiting(load: Load) -> float:
+    return load.waiting
+
+
+def _cache_usage(load: Load) -> float:
+    # KV-cache fills with the batch: a little when idle, most of it near saturation.
+    return min(1.0, 0.05 + 0.9 * load.utilisation)
+
+
 @dataclass(frozen=True)
 class RuntimeSpec:
     base_labels: Callable[[PerformanceProfile], dict[str, str]]
@@ -293,24 +310,9 @@ def _vllm() -> RuntimeSpec:
                 lambda r: r.output_tokens,
                 TOKENS,
             ),
-            Series(
-                "vllm:num_requests_running",
-                "gauge",
-                "Number of requests in model execution batches.",
-                gauge=lambda load: load.running,
-            ),
-            Series(
-                "vllm:num_requests_waiting",
-                "gauge",
-                "Number of requests waiting to be processed.",
-                gauge=lambda load: load.waiting,
-            ),
-            Series(
-                "vllm:kv_cache_usage_perc",
-                "gauge",
-                "KV-cache usage. 1 means 100 percent usage.",
-                gauge=lambda load: min(1.0, 0.05 + 0.9 * load.utilisation),
-            ),
+            _gauge("vllm:num_requests_running", "Number of requests in model execution batches.", _running),
+            _gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", _waiting),
+            _gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", _cache_usage),
         ),
     )
 
@@ -376,8 +378,8 @@ def _tgi() -> RuntimeSpec:
                 buckets=TOKENS,
                 when=_ok,
             ),
-            Series("tgi_queue_size", "gauge", "Current queue size", gauge=lambda load: load.waiting),
-            Series("tgi_batch_current_size", "gauge", "Current batch size", gauge=lambda load: load.running),
+            _gauge("tgi_queue_size", "Current queue size", _waiting),
+            _gauge("tgi_batch_current_size", "Current batch size", _running),
         ),
     )
 
@@ -429,11 +431,10 @@ def _triton() -> RuntimeSpec:
                 "Cumulative inference compute output duration in microseconds",
                 lambda r: 0.0005,
             ),
-            Series(
+            _gauge(
                 "nv_inference_pending_request_count",
-                "gauge",
                 "Instantaneous number of pending requests awaiting execution per-model.",
-                gauge=lambda load: load.waiting,
+                _waiting,
             ),
             Series(
                 "nv_llm_input_token_len",
@@ -501,24 +502,9 @@ def _sglang() -> RuntimeSpec:
                 when=_prefilled,
                 times=lambda r: max(0, r.output_tokens - 1),
             ),
-            Series(
-                "sglang:num_running_reqs",
-                "gauge",
-                "The number of running requests.",
-                gauge=lambda load: load.running,
-            ),
-            Series(
-                "sglang:num_queue_reqs",
-                "gauge",
-                "The number of requests in the waiting queue.",
-                gauge=lambda load: load.waiting,
-            ),
-            Series(
-                "sglang:token_usage",
-                "gauge",
-                "The token usage.",
-                gauge=lambda load: min(1.0, 0.05 + 0.9 * load.utilisation),
-            ),
+            _gauge("sglang:num_running_reqs", "The number of running requests.", _running),
+            _gauge("sglang:num_queue_reqs", "The number of requests in the waiting queue.", _waiting),
+            _gauge("sglang:token_usage", "The token usage.", _cache_usage),
         ),
     )
 
