@@ -19,16 +19,18 @@ LAB_DIR=${COSTSLO_LAB_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/costslo/lab}
 CLUSTER=costslo-lab
 PYTHON=${COSTSLO_PYTHON:-$repo/.venv/bin/python}
 
-LAB_APISERVER_PORT=${LAB_APISERVER_PORT:-36443}
-LAB_ETCD_PORT=${LAB_ETCD_PORT:-36379}
-LAB_ETCD_PEER_PORT=${LAB_ETCD_PEER_PORT:-36380}
-LAB_KCM_PORT=${LAB_KCM_PORT:-36257}
-LAB_SCHEDULER_PORT=${LAB_SCHEDULER_PORT:-36259}
-LAB_KWOK_PORT=${LAB_KWOK_PORT:-36247}
-LAB_KSM_PORT=${LAB_KSM_PORT:-38080}
-LAB_KSM_TELEMETRY_PORT=${LAB_KSM_TELEMETRY_PORT:-38081}
-LAB_PROMETHEUS_PORT=${LAB_PROMETHEUS_PORT:-39090}
-LAB_SIMULATOR_PORT=${LAB_SIMULATOR_PORT:-38000}
+# Below the kernel's ephemeral range (32768-60999 by default): a port in it can be taken at any moment
+# as the source port of some outgoing connection, and then our listener cannot bind.
+LAB_APISERVER_PORT=${LAB_APISERVER_PORT:-26443}
+LAB_ETCD_PORT=${LAB_ETCD_PORT:-22379}
+LAB_ETCD_PEER_PORT=${LAB_ETCD_PEER_PORT:-22380}
+LAB_KCM_PORT=${LAB_KCM_PORT:-20257}
+LAB_SCHEDULER_PORT=${LAB_SCHEDULER_PORT:-20259}
+LAB_KWOK_PORT=${LAB_KWOK_PORT:-20247}
+LAB_KSM_PORT=${LAB_KSM_PORT:-28080}
+LAB_KSM_TELEMETRY_PORT=${LAB_KSM_TELEMETRY_PORT:-28081}
+LAB_PROMETHEUS_PORT=${LAB_PROMETHEUS_PORT:-29090}
+LAB_SIMULATOR_PORT=${LAB_SIMULATOR_PORT:-28000}
 LAB_SCRAPE_INTERVAL=${LAB_SCRAPE_INTERVAL:-5s}
 LAB_POD_READY_DELAY_MS=${LAB_POD_READY_DELAY_MS:-2000}
 
@@ -64,11 +66,18 @@ wait_http() { # url seconds what
   done
 }
 
-start_process() { # name command...
-  local name=$1; shift
+port_busy() { # port
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+start_process() { # name port command...
+  local name=$1 port=$2; shift 2
   if pid_alive "$PIDS/$name.pid"; then
     say "$name already running (pid $(cat "$PIDS/$name.pid"))"
     return
+  fi
+  if port_busy "$port"; then
+    die "port $port, which $name needs, is taken by another process (see: ss -ltnp | grep :$port); free it or move $name with the LAB_*_PORT variables"
   fi
   # setsid: the lab outlives the shell that started it and a Ctrl-C in that shell.
   setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
@@ -170,13 +179,13 @@ up() {
   cluster_up
   nodes_up
 
-  start_process kube-state-metrics "$BIN/kube-state-metrics" --kubeconfig "$KUBECONFIG_PATH" \
+  start_process kube-state-metrics "$LAB_KSM_PORT" "$BIN/kube-state-metrics" --kubeconfig "$KUBECONFIG_PATH" \
     --host 127.0.0.1 --port "$LAB_KSM_PORT" \
     --telemetry-host 127.0.0.1 --telemetry-port "$LAB_KSM_TELEMETRY_PORT"
-  start_process simulator "$PYTHON" -m costslo simulate --kubeconfig "$KUBECONFIG_PATH" \
+  start_process simulator "$LAB_SIMULATOR_PORT" "$PYTHON" -m costslo simulate --kubeconfig "$KUBECONFIG_PATH" \
     --host 127.0.0.1 --port "$LAB_SIMULATOR_PORT"
   render "$repo/hack/lab/prometheus.yml" >"$LAB_DIR/prometheus/prometheus.yml"
-  start_process prometheus "$BIN/prometheus" --config.file "$LAB_DIR/prometheus/prometheus.yml" \
+  start_process prometheus "$LAB_PROMETHEUS_PORT" "$BIN/prometheus" --config.file "$LAB_DIR/prometheus/prometheus.yml" \
     --storage.tsdb.path "$LAB_DIR/prometheus/data" --storage.tsdb.retention.time 1d \
     --web.listen-address "127.0.0.1:$LAB_PROMETHEUS_PORT" --web.enable-lifecycle
 

@@ -60,7 +60,7 @@ def main(
 def simulate(
     kubeconfig: Annotated[str | None, typer.Option(help="Kubeconfig of the cluster to watch.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 38000,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 28000,
     profiles: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="Extra performance profiles (YAML).")
     ] = None,

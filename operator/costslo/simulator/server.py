@@ -22,7 +22,7 @@ EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
 @dataclass(frozen=True)
 class SimulatorConfig:
     host: str = "127.0.0.1"
-    port: int = 38000
+    port: int = 28000
     sync_interval: float = 1.0
     tick_interval: float = 0.5
 
