@@ -1,0 +1,335 @@
+"""The PromQL of every quantity of one window: one query per quantity, grouped by namespace and pod.
+
+Queries select pods by namespace only, never by pod name, and group by (namespace, pod): the caller sums the
+pods of any target or revision afterwards, so the number of queries does not depend on how many Deployments
+are evaluated, and no query grows with them.
+
+Time integrals (provisioned GPU-seconds, replica-seconds, busy GPU-seconds) are subqueries of the instant
+value, `sum_over_time((X)[W:step])`, scaled by W / (number of subquery points). Sampling at a fixed step makes
+the result independent of each job's scrape interval (counting raw samples would need it), and dividing by
+the counted points rather than multiplying by the step keeps the result exact whether the engine's subquery
+range is left-open (Prometheus 3) or closed (Prometheus 2, Thanos and Mimir of that lineage). A pod that
+starts or stops inside the window is counted to within one step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Literal
+
+from costslo.metrics.promql import (
+    Matcher,
+    duration,
+    matchers_text,
+    namespace_matcher,
+    number,
+    quote,
+    regex_escape,
+    selector,
+)
+from costslo.runtimes import (
+    COUNTER_QUANTITIES,
+    FINISHED_POD_PHASES,
+    GPU_BUSY_RATIO,
+    GPU_ENERGY_MILLIJOULES,
+    GPU_RESOURCE,
+    GPU_UTIL_PERCENT,
+    LATENCY_QUANTITY,
+    POD_INFO,
+    POD_PHASE,
+    POD_RESOURCE_REQUESTS,
+    PODS_PLACEHOLDER,
+    WINDOW_PLACEHOLDER,
+    CounterDifference,
+    CounterExpr,
+    CustomHistogramLatency,
+    CustomQuery,
+    HistogramLatency,
+    LabelConfig,
+    LatencyMetric,
+    MeanLatency,
+    PodLabels,
+    Quantity,
+    RuntimePreset,
+)
+
+QueryPart = Literal["value", "buckets", "mean_total", "mean_count"]
+
+MIN_STEP_SECONDS = 5.0
+DEFAULT_LATENCY_METRICS: tuple[LatencyMetric, ...] = ("e2e",)
+MAX_POINTS_PER_SERIES = 720
+
+
+@dataclass(frozen=True)
+class WindowQuery:
+    """One PromQL query of a window fetch and how to read its answer."""
+
+    quantity: Quantity
+    part: QueryPart
+    promql: str
+    group: PodLabels  # the labels that carry namespace and pod in the answer
+    series: tuple[str, ...]  # the series families it reads, for "no data" messages
+    hint: str  # what to check when it returns nothing
+    instant: bool = False  # a value now rather than over the window
+    le_unit_divisor: float = 1.0
+
+
+def default_step(window_seconds: float) -> float:
+    """Subquery resolution: 5 s, coarser for long windows so a series has at most 720 points."""
+    step = max(MIN_STEP_SECONDS, float(math.ceil(window_seconds / MAX_POINTS_PER_SERIES)))
+    return min(step, window_seconds)
+
+
+@dataclass(frozen=True)
+class _Context:
+    labels: LabelConfig
+    namespaces: frozenset[str] | None
+    window_seconds: float
+    window: str
+    step: str
+
+
+def _by(group: PodLabels, *extra: str) -> str:
+    return ", ".join((group.namespace, group.pod, *extra))
+
+
+def _series_selector(names: tuple[str, ...], matchers: list[Matcher]) -> str:
+    if len(names) == 1:
+        return selector(names[0], matchers)
+    # Several families summed in one selector: no `or`/`+` needed, and a family without series yet is simply
+    # not there rather than removing the pod from the result.
+    by_name = Matcher("__name__", "=~", "|".join(regex_escape(n) for n in names))
+    return "{" + matchers_text([by_name, *matchers]) + "}"
+
+
+def _custom_text(query: CustomQuery, ctx: _Context) -> str:
+    pods = matchers_text([namespace_matcher(ctx.labels.runtime.namespace, ctx.namespaces)])
+    return query.text.replace(PODS_PLACEHOLDER, pods).replace(WINDOW_PLACEHOLDER, ctx.window)
+
+
+def _counter(expr: CounterExpr, ctx: _Context) -> tuple[str, bool]:
+    """PromQL for a counter expression, and whether it needs parentheses as an operand."""
+    g = ctx.labels.runtime
+    if isinstance(expr, CustomQuery):
+        return f"sum by ({_by(g)}) ({_custom_text(expr, ctx)})", False
+    if isinstance(expr, CounterDifference):
+        minuend, _ = _counter(expr.minuend, ctx)
+        subtrahend, compound = _counter(expr.subtrahend, ctx)
+        return f"{minuend} - {f'({subtrahend})' if compound else subtrahend}", True
+    scope = namespace_matcher(g.namespace, ctx.namespaces)
+    text = (
+        f"sum by ({_by(g)}) (increase({_series_selector(expr.names, [scope, *expr.matchers])}[{ctx.window}]))"
+    )
+    compound = False
+    if expr.unit_divisor != 1:
+        text, compound = f"{text} / {number(expr.unit_divisor)}", True
+    if expr.zero_with:
+        baseline = selector(expr.zero_with, [scope])
+        text = f"({text} or sum by ({_by(g)}) (increase({baseline}[{ctx.window}])) * 0)"
+        compound = False
+    return text, compound
+
+
+def _counter_series(expr: CounterExpr) -> tuple[str, ...]:
+    if isinstance(expr, CustomQuery):
+        return (f"custom query {expr.key}",)
+    if isinstance(expr, CounterDifference):
+        return _counter_series(expr.minuend) + _counter_series(expr.subtrahend)
+    return expr.names
+
+
+def _histogram(source: HistogramLatency | CustomHistogramLatency, ctx: _Context) -> str:
+    g = ctx.labels.runtime
+    if isinstance(source, CustomHistogramLatency):
+        return f"sum by ({_by(g, 'le')}) ({_custom_text(source.query, ctx)})"
+    scope = namespace_matcher(g.namespace, ctx.namespaces)
+
+    def buckets(name: str) -> str:
+        return f"sum by ({_by(g, 'le')}) (rate({selector(name + '_bucket', [scope])}[{ctx.window}]))"
+
+    text = buckets(source.names[0])
+    for name in source.names[1:]:
+        # A renamed histogram: take the older name only for pods that do not expose the newer one, so a
+        # release serving both is not counted twice and bucket layouts never mix within a pod.
+        text = f"{text} or ({buckets(name)} unless on ({_by(g)}) ({text}))"
+    return text
+
+
+def _gpu_series(render: Callable[[str], str], ctx: _Context) -> str:
+    """Per-GPU series attributed to the first label pair each carries, relabelled onto the last pair."""
+    pairs = ctx.labels.gpu
+    branches = []
+    for i, pair in enumerate(pairs):
+        matchers = [
+            namespace_matcher(pair.namespace, ctx.namespaces),
+            Matcher.present(pair.pod),
+            *(Matcher.absent(earlier.pod) for earlier in pairs[:i]),
+        ]
+        branches.append(render(matchers_text(matchers)))
+    text = branches[0] if len(branches) == 1 else " or ".join(f"({b})" for b in branches)
+    out = pairs[-1]
+    # Innermost first, so the pair with the highest precedence is applied last and wins.
+    for pair in reversed(pairs[:-1]):
+        text = (
+            f'label_replace(label_replace({text}, {quote(out.namespace)}, "$1", {quote(pair.namespace)}, '
+            f'"(.+)"), {quote(out.pod)}, "$1", {quote(pair.pod)}, "(.+)")'
+        )
+    return text
+
+
+def _integrate(expr: str, ctx: _Context) -> str:
+    points = f"count_over_time(vector(1)[{ctx.window}:{ctx.step}])"
+    return (
+        f"sum_over_time(({expr})[{ctx.window}:{ctx.step}]) * {number(ctx.window_seconds)} / scalar({points})"
+    )
+
+
+def _finished_pods(ctx: _Context) -> str:
+    k = ctx.labels.kube_state
+    scope = namespace_matcher(k.namespace, ctx.namespaces)
+    return f"({selector(POD_PHASE, [Matcher.one_of('phase', FINISHED_POD_PHASES), scope])} == 1)"
+
+
+def _allocated_gpus(ctx: _Context) -> str:
+    """GPUs requested by each scheduled, unfinished pod (deduplicated across kube-state-metrics replicas)."""
+    k = ctx.labels.kube_state
+    scope = namespace_matcher(k.namespace, ctx.namespaces)
+    requests = selector(
+        POD_RESOURCE_REQUESTS, [Matcher.equal("resource", GPU_RESOURCE), Matcher.present("node"), scope]
+    )
+    return (
+        f"sum by ({_by(k)}) (max by ({_by(k, 'container')}) ({requests}))"
+        f" unless on ({_by(k)}) {_finished_pods(ctx)}"
+    )
+
+
+def _running_pods(ctx: _Context) -> str:
+    k = ctx.labels.kube_state
+    scope = namespace_matcher(k.namespace, ctx.namespaces)
+    info = selector(POD_INFO, [Matcher.present("node"), scope])
+    return f"max by ({_by(k)}) ({info}) unless on ({_by(k)}) {_finished_pods(ctx)}"
+
+
+def _busy_gpus(ctx: _Context) -> str:
+    # Per GPU: the profiling ratio where DCGM has it, else utilisation in percent (`or` matches per GPU).
+    def render(m: str) -> str:
+        return f"{GPU_BUSY_RATIO}{{{m}}} or {GPU_UTIL_PERCENT}{{{m}}} / 100"
+
+    return f"sum by ({_by(ctx.labels.gpu_output)}) ({_gpu_series(render, ctx)})"
+
+
+def _energy(ctx: _Context) -> str:
+    def render(m: str) -> str:
+        return f"increase({GPU_ENERGY_MILLIJOULES}{{{m}}}[{ctx.window}])"
+
+    return f"sum by ({_by(ctx.labels.gpu_output)}) ({_gpu_series(render, ctx)}) / 1000"
+
+
+def _context(
+    labels: LabelConfig, window_seconds: float, namespaces: Collection[str] | None, step_seconds: float
+) -> _Context:
+    scope = None if namespaces is None else frozenset(namespaces)
+    if scope is not None:
+        namespace_matcher("namespace", scope)  # rejects an empty scope or empty names up front
+    return _Context(labels, scope, window_seconds, duration(window_seconds), duration(step_seconds))
+
+
+def plan_window(
+    preset: RuntimePreset,
+    labels: LabelConfig,
+    window_seconds: float,
+    namespaces: Collection[str] | None,
+    *,
+    latency_metrics: Collection[LatencyMetric] = DEFAULT_LATENCY_METRICS,
+    step_seconds: float | None = None,
+) -> tuple[WindowQuery, ...]:
+    """Every query of one window fetch, for all pods in `namespaces` (None: every namespace)."""
+    step = default_step(window_seconds) if step_seconds is None else step_seconds
+    if step > window_seconds:
+        raise ValueError(f"the subquery step ({step}s) cannot exceed the window ({window_seconds}s)")
+    ctx = _context(labels, window_seconds, namespaces, step)
+    runtime, gpu, kube = labels.runtime, labels.gpu_output, labels.kube_state
+    runtime_hint = (
+        f"check that the {preset.name} server is scraped and its series carry the "
+        f"{runtime.namespace}/{runtime.pod} labels"
+    )
+    pairs = ", ".join(f"{p.namespace}/{p.pod}" for p in labels.gpu)
+    gpu_hint = f"check that dcgm-exporter runs with Kubernetes pod mapping and its series carry {pairs}"
+    kube_hint = f"check that kube-state-metrics is scraped with {kube.namespace}/{kube.pod} labels"
+    plan: list[WindowQuery] = []
+    for quantity in COUNTER_QUANTITIES:
+        expr = preset.counters.get(quantity)
+        if expr is not None:
+            text, _ = _counter(expr, ctx)
+            plan.append(WindowQuery(quantity, "value", text, runtime, _counter_series(expr), runtime_hint))
+    for metric in dict.fromkeys(latency_metrics):
+        quantity = LATENCY_QUANTITY[metric]
+        source = preset.latency.get(metric)
+        if source is None:
+            continue
+        if isinstance(source, MeanLatency):
+            parts: tuple[tuple[QueryPart, CounterExpr], ...] = (
+                ("mean_total", source.total_seconds),
+                ("mean_count", source.count),
+            )
+            for part, expr in parts:
+                text, _ = _counter(expr, ctx)
+                plan.append(WindowQuery(quantity, part, text, runtime, _counter_series(expr), runtime_hint))
+        else:
+            series = (
+                (f"custom query {source.query.key}",)
+                if isinstance(source, CustomHistogramLatency)
+                else tuple(f"{n}_bucket" for n in source.names)
+            )
+            divisor = source.le_unit_divisor if isinstance(source, HistogramLatency) else 1.0
+            plan.append(
+                WindowQuery(
+                    quantity,
+                    "buckets",
+                    _histogram(source, ctx),
+                    runtime,
+                    series,
+                    runtime_hint,
+                    le_unit_divisor=divisor,
+                )
+            )
+    requests_series = (f'{POD_RESOURCE_REQUESTS}{{resource="{GPU_RESOURCE}"}}',)
+    plan += [
+        WindowQuery(
+            Quantity.GPU_SECONDS,
+            "value",
+            _integrate(_allocated_gpus(ctx), ctx),
+            kube,
+            requests_series,
+            kube_hint,
+        ),
+        WindowQuery(
+            Quantity.REPLICA_SECONDS,
+            "value",
+            _integrate(_running_pods(ctx), ctx),
+            kube,
+            (POD_INFO,),
+            kube_hint,
+        ),
+        WindowQuery(
+            Quantity.BUSY_GPU_SECONDS,
+            "value",
+            _integrate(_busy_gpus(ctx), ctx),
+            gpu,
+            (GPU_BUSY_RATIO, GPU_UTIL_PERCENT),
+            gpu_hint,
+        ),
+        WindowQuery(Quantity.ENERGY_JOULES, "value", _energy(ctx), gpu, (GPU_ENERGY_MILLIJOULES,), gpu_hint),
+        WindowQuery(
+            Quantity.CURRENT_GPUS,
+            "value",
+            _allocated_gpus(ctx),
+            kube,
+            requests_series,
+            kube_hint,
+            instant=True,
+        ),
+    ]
+    return tuple(plan)

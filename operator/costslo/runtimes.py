@@ -1,0 +1,537 @@
+"""Runtime presets as data: which series of vLLM, TGI, Triton, SGLang (or the user's own PromQL) answer
+each quantity the cost model needs, plus the GPU and kube-state-metrics series every runtime shares.
+
+Adding a runtime adds an entry to RUNTIMES and a test. The PromQL text is produced from these entries by
+`costslo.metrics.queries`, with the namespace/pod labels of a `LabelConfig`, so the same preset works for
+PodMonitor scrapes, raw kubernetes_sd_configs, and dcgm-exporter with or without `exported_` labels.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from costslo.metrics.promql import Matcher, check_label_name, check_metric_name
+
+
+class Quantity(StrEnum):
+    """Everything one window fetch measures per pod."""
+
+    FINISHED = "finished"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    INPUT_TOKENS = "input_tokens"
+    OUTPUT_TOKENS = "output_tokens"
+    PREFILL_SECONDS = "prefill_seconds"
+    DECODE_SECONDS = "decode_seconds"
+    LATENCY_E2E = "latency_e2e"
+    LATENCY_TTFT = "latency_ttft"
+    LATENCY_ITL = "latency_itl"
+    GPU_SECONDS = "gpu_seconds"
+    REPLICA_SECONDS = "replica_seconds"
+    BUSY_GPU_SECONDS = "busy_gpu_seconds"
+    ENERGY_JOULES = "energy_joules"
+    CURRENT_GPUS = "current_gpus"
+
+
+DESCRIPTIONS: dict[Quantity, str] = {
+    Quantity.FINISHED: "finished requests",
+    Quantity.DELIVERED: "delivered (successful) requests",
+    Quantity.FAILED: "failed requests",
+    Quantity.INPUT_TOKENS: "input tokens",
+    Quantity.OUTPUT_TOKENS: "output tokens",
+    Quantity.PREFILL_SECONDS: "prefill time",
+    Quantity.DECODE_SECONDS: "decode time",
+    Quantity.LATENCY_E2E: "end-to-end latency",
+    Quantity.LATENCY_TTFT: "time to first token",
+    Quantity.LATENCY_ITL: "inter-token latency",
+    Quantity.GPU_SECONDS: "provisioned GPU time",
+    Quantity.REPLICA_SECONDS: "replica time",
+    Quantity.BUSY_GPU_SECONDS: "busy GPU time",
+    Quantity.ENERGY_JOULES: "GPU energy",
+    Quantity.CURRENT_GPUS: "GPUs allocated now",
+}
+
+# Quantities a runtime preset answers (the rest come from DCGM and kube-state-metrics for every runtime).
+COUNTER_QUANTITIES: tuple[Quantity, ...] = (
+    Quantity.FINISHED,
+    Quantity.DELIVERED,
+    Quantity.FAILED,
+    Quantity.INPUT_TOKENS,
+    Quantity.OUTPUT_TOKENS,
+    Quantity.PREFILL_SECONDS,
+    Quantity.DECODE_SECONDS,
+)
+
+LatencyMetric = Literal["e2e", "ttft", "itl"]
+LATENCY_METRICS: tuple[LatencyMetric, ...] = ("e2e", "ttft", "itl")
+LATENCY_QUANTITY: dict[LatencyMetric, Quantity] = {
+    "e2e": Quantity.LATENCY_E2E,
+    "ttft": Quantity.LATENCY_TTFT,
+    "itl": Quantity.LATENCY_ITL,
+}
+
+
+# --- expression data -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CounterSum:
+    """increase() over the window of one or more counter families, summed per pod.
+
+    `zero_with` names a counter the server exports from its start: labelled counters such as
+    `tgi_request_failure{err}` appear only after their first increment, and a pod whose server is up but has
+    not failed yet has zero failures, not unknown ones.
+    """
+
+    names: tuple[str, ...]
+    matchers: tuple[Matcher, ...] = ()
+    unit_divisor: float = 1.0
+    zero_with: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.names:
+            raise ValueError("a counter needs at least one series name")
+        for name in (*self.names, *([self.zero_with] if self.zero_with else [])):
+            check_metric_name(name)
+        if self.unit_divisor <= 0:
+            raise ValueError("unit_divisor must be positive")
+
+
+@dataclass(frozen=True)
+class CounterDifference:
+    """minuend - subtrahend per pod, for runtimes that count all requests and the failed ones only."""
+
+    minuend: CounterExpr
+    subtrahend: CounterExpr
+
+
+@dataclass(frozen=True)
+class CustomQuery:
+    """User PromQL for one quantity, per series: `$__pods` inside a selector's braces, `$__window` as a range.
+
+    The operator wraps it in `sum by (<namespace label>, <pod label>)` (adding `le` for histogram buckets), so
+    the expression must keep the runtime's namespace and pod labels, e.g.
+    `increase(my_requests_total{$__pods,code="200"}[$__window])`.
+    """
+
+    key: str
+    text: str
+
+
+CounterExpr = CounterSum | CounterDifference | CustomQuery
+
+
+@dataclass(frozen=True)
+class HistogramLatency:
+    """A latency histogram; `names` are base names, the first a pod exposes wins (renames across versions)."""
+
+    names: tuple[str, ...]
+    le_unit_divisor: float = 1.0  # 1000 for a histogram whose buckets are in milliseconds
+
+    def __post_init__(self) -> None:
+        if not self.names:
+            raise ValueError("a histogram needs at least one series name")
+        for name in self.names:
+            check_metric_name(name)
+
+
+@dataclass(frozen=True)
+class CustomHistogramLatency:
+    """User PromQL giving per-series bucket rates that keep the `le` label."""
+
+    query: CustomQuery
+
+
+@dataclass(frozen=True)
+class MeanLatency:
+    """Mean latency = Σ duration ÷ count: all a runtime without a latency histogram allows.
+
+    This is a mean, not a quantile; callers report it as such and never compare it with a quantile threshold
+    as if it were one.
+    """
+
+    total_seconds: CounterExpr
+    count: CounterExpr
+    note: str
+
+
+LatencySource = HistogramLatency | CustomHistogramLatency | MeanLatency
+
+
+@dataclass(frozen=True)
+class RuntimePreset:
+    """Where one runtime's quantities come from; a quantity it lacks is absent from the mappings."""
+
+    name: str
+    counters: Mapping[Quantity, CounterExpr]
+    latency: Mapping[LatencyMetric, LatencySource]
+    notes: Mapping[Quantity, str] = field(default_factory=dict)
+
+    def supports(self, quantity: Quantity) -> bool:
+        """Whether this runtime exposes anything for `quantity` (GPU and pod quantities: always)."""
+        if quantity in COUNTER_QUANTITIES:
+            return quantity in self.counters
+        for metric, q in LATENCY_QUANTITY.items():
+            if q is quantity:
+                return metric in self.latency
+        return True
+
+
+# --- the table ---------------------------------------------------------------------------------------
+
+VLLM_DELIVERED_REASONS = ("stop", "length", "repetition")
+
+
+def _vllm() -> RuntimePreset:
+    finished = "vllm:request_success_total"
+    return RuntimePreset(
+        name="vllm",
+        counters={
+            # Despite its name the counter counts every finished request; the reason says how it ended.
+            Quantity.FINISHED: CounterSum((finished,)),
+            Quantity.DELIVERED: CounterSum(
+                (finished,), (Matcher.one_of("finished_reason", VLLM_DELIVERED_REASONS),)
+            ),
+            Quantity.FAILED: CounterSum(
+                (finished,), (Matcher.none_of("finished_reason", VLLM_DELIVERED_REASONS),)
+            ),
+            Quantity.INPUT_TOKENS: CounterSum(("vllm:prompt_tokens_total",)),
+            Quantity.OUTPUT_TOKENS: CounterSum(("vllm:generation_tokens_total",)),
+            Quantity.PREFILL_SECONDS: CounterSum(("vllm:request_prefill_time_seconds_sum",)),
+            Quantity.DECODE_SECONDS: CounterSum(("vllm:request_decode_time_seconds_sum",)),
+        },
+        latency={
+            "e2e": HistogramLatency(("vllm:e2e_request_latency_seconds",)),
+            "ttft": HistogramLatency(("vllm:time_to_first_token_seconds",)),
+            # Renamed in 0.11; the old name is still served by older releases.
+            "itl": HistogramLatency(
+                ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
+            ),
+        },
+        notes={
+            Quantity.DELIVERED: "finished_reason stop, length or repetition",
+            Quantity.FAILED: "every other finished_reason (abort, error)",
+        },
+    )
+
+
+def _tgi() -> RuntimePreset:
+    return RuntimePreset(
+        name="tgi",
+        counters={
+            Quantity.FINISHED: CounterSum(("tgi_request_count",)),
+            Quantity.DELIVERED: CounterSum(("tgi_request_success",)),
+            Quantity.FAILED: CounterSum(("tgi_request_failure",), zero_with="tgi_request_count"),
+            Quantity.INPUT_TOKENS: CounterSum(("tgi_request_input_length_sum",)),
+            Quantity.OUTPUT_TOKENS: CounterSum(("tgi_request_generated_tokens_sum",)),
+        },
+        latency={
+            "e2e": HistogramLatency(("tgi_request_duration",)),
+            "itl": HistogramLatency(("tgi_request_mean_time_per_token_duration",)),
+        },
+        notes={
+            Quantity.FINISHED: "tgi_request_count counts requests as they arrive",
+            Quantity.INPUT_TOKENS: "recorded at validation, so it includes requests that later failed",
+            Quantity.OUTPUT_TOKENS: "successful requests only",
+            Quantity.LATENCY_ITL: "quantile of each request's mean time per token",
+        },
+    )
+
+
+def _triton() -> RuntimePreset:
+    success = "nv_inference_request_success"
+    return RuntimePreset(
+        name="triton",
+        counters={
+            Quantity.FINISHED: CounterSum((success, "nv_inference_request_failure")),
+            Quantity.DELIVERED: CounterSum((success,)),
+            Quantity.FAILED: CounterSum(("nv_inference_request_failure",), zero_with=success),
+            Quantity.INPUT_TOKENS: CounterSum(("nv_llm_input_token_len_sum",)),
+            Quantity.OUTPUT_TOKENS: CounterSum(("nv_llm_output_token_len_sum",)),
+        },
+        latency={
+            "e2e": MeanLatency(
+                total_seconds=CounterSum(("nv_inference_request_duration_us",), unit_divisor=1e6),
+                count=CounterSum((success,)),
+                note="mean, not quantile: Triton exposes request duration only as a cumulative counter",
+            ),
+            # Only when Triton runs with histogram metrics enabled; buckets are in milliseconds.
+            "ttft": HistogramLatency(("nv_inference_first_response_histogram_ms",), le_unit_divisor=1000),
+        },
+        notes={
+            Quantity.INPUT_TOKENS: "TensorRT-LLM backend only",
+            Quantity.OUTPUT_TOKENS: "TensorRT-LLM backend only",
+            Quantity.LATENCY_E2E: "mean, not quantile",
+        },
+    )
+
+
+def _sglang() -> RuntimePreset:
+    total = "sglang:num_requests_total"
+    aborted = CounterSum(("sglang:num_aborted_requests_total",), zero_with=total)
+    return RuntimePreset(
+        name="sglang",
+        counters={
+            Quantity.FINISHED: CounterSum((total,)),
+            Quantity.DELIVERED: CounterDifference(CounterSum((total,)), aborted),
+            Quantity.FAILED: aborted,
+            Quantity.INPUT_TOKENS: CounterSum(("sglang:prompt_tokens_total",)),
+            Quantity.OUTPUT_TOKENS: CounterSum(("sglang:generation_tokens_total",)),
+        },
+        latency={
+            "e2e": HistogramLatency(("sglang:e2e_request_latency_seconds",)),
+            "ttft": HistogramLatency(("sglang:time_to_first_token_seconds",)),
+            "itl": HistogramLatency(
+                ("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds")
+            ),
+        },
+        notes={Quantity.DELIVERED: "all requests minus aborted ones"},
+    )
+
+
+RUNTIMES: dict[str, RuntimePreset] = {p.name: p for p in (_vllm(), _tgi(), _triton(), _sglang())}
+
+
+# --- shared GPU and pod series ------------------------------------------------------------------------
+
+GPU_BUSY_RATIO = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"  # 0..1, works on MIG
+GPU_UTIL_PERCENT = "DCGM_FI_DEV_GPU_UTIL"  # 0..100, the fallback where profiling metrics are off
+GPU_ENERGY_MILLIJOULES = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+POD_RESOURCE_REQUESTS = "kube_pod_container_resource_requests"
+POD_INFO = "kube_pod_info"
+POD_PHASE = "kube_pod_status_phase"
+GPU_RESOURCE = "nvidia_com_gpu"
+# Pods in these phases hold no GPU and cost nothing, yet kube-state-metrics keeps reporting them (evicted
+# pods linger until garbage-collected).
+FINISHED_POD_PHASES = ("Succeeded", "Failed")
+
+
+# --- label plumbing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodLabels:
+    """The two labels that carry a series' Kubernetes namespace and pod."""
+
+    namespace: str
+    pod: str
+
+    def __post_init__(self) -> None:
+        check_label_name(self.namespace)
+        check_label_name(self.pod)
+        if self.namespace == self.pod:
+            raise ValueError(f"namespace and pod must be different labels, both are {self.pod!r}")
+
+
+POD_MONITOR = PodLabels("namespace", "pod")
+KUBERNETES_SD = PodLabels("kubernetes_namespace", "kubernetes_pod_name")
+DCGM_EXPORTED = PodLabels("exported_namespace", "exported_pod")
+DCGM_OLD_NAMESPACE = PodLabels("pod_namespace", "pod_name")
+
+RuntimeLabelMode = Literal["pod-monitor", "kubernetes-sd"]
+GpuLabelMode = Literal["auto", "exported", "plain", "old-namespace"]
+
+RUNTIME_LABEL_MODES: dict[RuntimeLabelMode, PodLabels] = {
+    "pod-monitor": POD_MONITOR,
+    "kubernetes-sd": KUBERNETES_SD,
+}
+# In precedence order. "auto" takes the GPU's pod from the first pair a series carries: dcgm-exporter
+# scraped with honorLabels false (its Helm chart) renames the GPU's pod to exported_*, while `pod` then names
+# the exporter itself; --use-old-namespace gives pod_namespace/pod_name; honorLabels true keeps namespace/pod.
+GPU_LABEL_MODES: dict[GpuLabelMode, tuple[PodLabels, ...]] = {
+    "auto": (DCGM_EXPORTED, DCGM_OLD_NAMESPACE, POD_MONITOR),
+    "exported": (DCGM_EXPORTED,),
+    "plain": (POD_MONITOR,),
+    "old-namespace": (DCGM_OLD_NAMESPACE,),
+}
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Which labels name the namespace and pod on runtime, DCGM and kube-state-metrics series.
+
+    `gpu` lists label pairs in precedence order: each GPU series is attributed to the first pair it carries
+    (pod label non-empty) and `label_replace` moves it onto the last pair's labels. Normalising inside the
+    query, rather than probing which spelling exists and remembering it, keeps one query per quantity with
+    no state to go stale, and serves clusters where both spellings occur (two dcgm-exporter set-ups, or a
+    migration between them). The cost: with honorLabels false, a GPU no pod holds still carries the
+    exporter's own namespace/pod and is attributed to the exporter pod, which is never a target.
+    """
+
+    runtime: PodLabels = POD_MONITOR
+    gpu: tuple[PodLabels, ...] = GPU_LABEL_MODES["auto"]
+    kube_state: PodLabels = POD_MONITOR
+
+    def __post_init__(self) -> None:
+        if not self.gpu:
+            raise ValueError("at least one namespace/pod label pair is needed for DCGM series")
+        if len(set(self.gpu)) != len(self.gpu):
+            raise ValueError("the DCGM namespace/pod label pairs repeat")
+
+    @classmethod
+    def from_modes(cls, runtime: RuntimeLabelMode = "pod-monitor", gpu: GpuLabelMode = "auto") -> LabelConfig:
+        """A configuration from the named scrape set-ups."""
+        if runtime not in RUNTIME_LABEL_MODES:
+            raise ValueError(
+                f"unknown runtime label mode {runtime!r}; use one of {', '.join(RUNTIME_LABEL_MODES)}"
+            )
+        if gpu not in GPU_LABEL_MODES:
+            raise ValueError(f"unknown DCGM label mode {gpu!r}; use one of {', '.join(GPU_LABEL_MODES)}")
+        return cls(runtime=RUNTIME_LABEL_MODES[runtime], gpu=GPU_LABEL_MODES[gpu])
+
+    @property
+    def gpu_output(self) -> PodLabels:
+        """The labels GPU query results carry (the last, fallback pair)."""
+        return self.gpu[-1]
+
+
+# --- custom runtime ------------------------------------------------------------------------------------
+
+PODS_PLACEHOLDER = "$__pods"
+WINDOW_PLACEHOLDER = "$__window"
+_PLACEHOLDER = re.compile(r"\$__([A-Za-z_]\w*)")
+_KNOWN_PLACEHOLDERS = {PODS_PLACEHOLDER[3:], WINDOW_PLACEHOLDER[3:]}
+_CLOSERS = {"(": ")", "[": "]", "{": "}"}
+REQUIRED_CUSTOM_KEYS: tuple[Quantity, ...] = (Quantity.FINISHED, Quantity.DELIVERED)
+
+
+class CustomQueryError(ValueError):
+    """A custom runtime query that cannot work, with a sentence saying how to fix it."""
+
+
+def custom_query_keys() -> tuple[str, ...]:
+    """Every key a custom runtime accepts."""
+    keys: list[str] = [q.value for q in COUNTER_QUANTITIES]
+    for metric in LATENCY_METRICS:
+        keys += [f"latency_{metric}", f"latency_{metric}_sum", f"latency_{metric}_count"]
+    return tuple(keys)
+
+
+def validate_custom_query(key: str, text: str) -> CustomQuery:
+    """Checks placeholders and bracket balance of one custom query (Prometheus checks the rest)."""
+    if not text.strip():
+        raise CustomQueryError(f"custom query {key} is empty")
+    depth: list[str] = []
+    has_pods = has_window = False
+    i, quote_char = 0, ""
+    while i < len(text):
+        ch = text[i]
+        if quote_char:
+            if ch == "\\" and quote_char != "`":
+                i += 2
+                continue
+            if ch == quote_char:
+                quote_char = ""
+            elif _PLACEHOLDER.match(text, i):
+                raise CustomQueryError(
+                    f"custom query {key} has a placeholder inside a string at character {i + 1}"
+                )
+        elif ch in "\"'`":
+            quote_char = ch
+        elif ch in _CLOSERS:
+            depth.append(_CLOSERS[ch])
+        elif ch in _CLOSERS.values():
+            if not depth or depth.pop() != ch:
+                raise CustomQueryError(f"custom query {key} has an unmatched {ch!r} at character {i + 1}")
+        elif ch == "#":
+            # A PromQL comment would swallow whatever the operator appends after the expression.
+            raise CustomQueryError(f"custom query {key} contains a comment (#); remove it")
+        elif ch == "$":
+            match = _PLACEHOLDER.match(text, i)
+            if match:
+                name = match.group(1)
+                if name not in _KNOWN_PLACEHOLDERS:
+                    raise CustomQueryError(
+                        f"custom query {key} uses unknown placeholder $__{name}; "
+                        f"use {PODS_PLACEHOLDER} (pod matchers) and {WINDOW_PLACEHOLDER} (window)"
+                    )
+                if f"$__{name}" == PODS_PLACEHOLDER:
+                    if not depth or depth[-1] != "}":
+                        raise CustomQueryError(
+                            f"custom query {key} must use {PODS_PLACEHOLDER} inside a selector's braces, "
+                            f"e.g. my_requests_total{{{PODS_PLACEHOLDER}}}"
+                        )
+                    has_pods = True
+                else:
+                    if not depth or depth[-1] != "]":
+                        raise CustomQueryError(
+                            f"custom query {key} must use {WINDOW_PLACEHOLDER} as a range, "
+                            f"e.g. [{WINDOW_PLACEHOLDER}]"
+                        )
+                    has_window = True
+                i = match.end()
+                continue
+        i += 1
+    if quote_char:
+        raise CustomQueryError(f"custom query {key} has an unterminated {quote_char} string")
+    if depth:
+        raise CustomQueryError(f"custom query {key} is missing a closing {depth[-1]!r}")
+    if not has_pods:
+        raise CustomQueryError(
+            f"custom query {key} must select the pods in scope with {PODS_PLACEHOLDER}, "
+            f"e.g. increase(my_requests_total{{{PODS_PLACEHOLDER}}}[{WINDOW_PLACEHOLDER}])"
+        )
+    if not has_window:
+        raise CustomQueryError(
+            f"custom query {key} must measure over the evaluation window with [{WINDOW_PLACEHOLDER}], "
+            f"e.g. increase(my_requests_total{{{PODS_PLACEHOLDER}}}[{WINDOW_PLACEHOLDER}])"
+        )
+    return CustomQuery(key, text.strip())
+
+
+def custom_preset(queries: Mapping[str, str]) -> RuntimePreset:
+    """A preset from user PromQL per quantity; finished and delivered are required."""
+    known = set(custom_query_keys())
+    unknown = sorted(set(queries) - known)
+    if unknown:
+        raise CustomQueryError(
+            f"unknown custom query key(s) {', '.join(unknown)}; accepted: {', '.join(custom_query_keys())}"
+        )
+    missing = [q.value for q in REQUIRED_CUSTOM_KEYS if q.value not in queries]
+    if missing:
+        raise CustomQueryError(f"a custom runtime needs queries for {' and '.join(missing)}")
+    parsed = {key: validate_custom_query(key, text) for key, text in queries.items()}
+    counters: dict[Quantity, CounterExpr] = {
+        q: parsed[q.value] for q in COUNTER_QUANTITIES if q.value in parsed
+    }
+    if Quantity.FAILED not in counters:
+        counters[Quantity.FAILED] = CounterDifference(
+            counters[Quantity.FINISHED], counters[Quantity.DELIVERED]
+        )
+    latency: dict[LatencyMetric, LatencySource] = {}
+    for metric in LATENCY_METRICS:
+        buckets = parsed.get(f"latency_{metric}")
+        total = parsed.get(f"latency_{metric}_sum")
+        count = parsed.get(f"latency_{metric}_count")
+        if buckets is not None and (total is not None or count is not None):
+            raise CustomQueryError(
+                f"give either latency_{metric} (histogram bucket rates) or latency_{metric}_sum and "
+                f"latency_{metric}_count (a mean), not both"
+            )
+        if (total is None) != (count is None):
+            raise CustomQueryError(f"latency_{metric}_sum and latency_{metric}_count go together; give both")
+        if buckets is not None:
+            latency[metric] = CustomHistogramLatency(buckets)
+        elif total is not None and count is not None:
+            latency[metric] = MeanLatency(total, count, note="mean, not quantile: custom sum ÷ count")
+    return RuntimePreset(name="custom", counters=counters, latency=latency)
+
+
+def preset_for(runtime: str, queries: Mapping[str, str] | None = None) -> RuntimePreset:
+    """The preset for a runtime name; `custom` builds one from `queries`."""
+    if runtime == "custom":
+        if not queries:
+            raise CustomQueryError("runtime custom needs queries (at least finished and delivered)")
+        return custom_preset(queries)
+    if queries:
+        raise CustomQueryError(f"queries are only read for runtime custom, not {runtime}")
+    try:
+        return RUNTIMES[runtime]
+    except KeyError:
+        raise ValueError(
+            f"unknown runtime {runtime!r}; use one of {', '.join([*RUNTIMES, 'custom'])}"
+        ) from None

@@ -1,0 +1,529 @@
+"""Runtime presets: every quantity renders to PromQL over series the exporters really expose."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from costslo.metrics.promql import quote
+from costslo.metrics.queries import plan_window
+from costslo.runtimes import (
+    COUNTER_QUANTITIES,
+    DESCRIPTIONS,
+    LATENCY_METRICS,
+    RUNTIMES,
+    CustomQueryError,
+    LabelConfig,
+    MeanLatency,
+    PodLabels,
+    Quantity,
+    custom_preset,
+    custom_query_keys,
+    preset_for,
+    validate_custom_query,
+)
+from costslo.simulator.exporters import DCGM_SERIES
+from costslo.simulator.exporters import RUNTIMES as EXPORTERS
+from tests.support.promtool import Case, evaluate
+
+pytestmark = pytest.mark.unit
+
+ML = {"ml"}
+
+# Series METRICS.md documents that the simulator does not serve: older names of renamed histograms and
+# Triton's optional first-response histogram.
+DOCUMENTED_ONLY = {
+    "vllm:time_per_output_token_seconds": "histogram",
+    "sglang:time_per_output_token_seconds": "histogram",
+    "nv_inference_first_response_histogram_ms": "histogram",
+}
+KUBE_STATE_METRICS = {
+    "kube_pod_container_resource_requests": "gauge",
+    "kube_pod_info": "gauge",
+    "kube_pod_status_phase": "gauge",
+}
+
+_SELECTOR_NAME = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
+_NAME_REGEX = re.compile(r'__name__=~"([^"]*)"')
+
+
+def families(runtime: str) -> dict[str, str]:
+    """Series family -> type, for one runtime plus the series every runtime shares."""
+    known: dict[str, str] = {s.name: s.kind for s in EXPORTERS[runtime].series}
+    known.update({name: kind for name, kind, _, _ in DCGM_SERIES})
+    known.update(KUBE_STATE_METRICS)
+    known.update(DOCUMENTED_ONLY)
+    return known
+
+
+def series_names(promql: str) -> set[str]:
+    names = set(_SELECTOR_NAME.findall(promql))
+    for alternatives in _NAME_REGEX.findall(promql):
+        names.update(n.replace("\\\\", "") for n in alternatives.split("|"))
+    return names
+
+
+def family_of(name: str, known: dict[str, str]) -> tuple[str, str]:
+    """(family, suffix) for a sample name: histograms expose _bucket, _sum and _count."""
+    if name in known:
+        return name, ""
+    for suffix in ("_bucket", "_sum", "_count"):
+        if name.endswith(suffix) and known.get(name.removesuffix(suffix)) == "histogram":
+            return name.removesuffix(suffix), suffix
+    raise AssertionError(f"{name} is not a series the exporters expose")
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_every_quantity_reads_series_the_exporters_expose(runtime: str) -> None:
+    known = families(runtime)
+    plan = plan_window(RUNTIMES[runtime], LabelConfig(), 3600, ML, latency_metrics=LATENCY_METRICS)
+    assert plan, runtime
+    for query in plan:
+        names = series_names(query.promql)
+        assert names, query.promql
+        for name in names:
+            family, suffix = family_of(name, known)
+            kind = known[family]
+            if "increase(" in query.promql and name in query.series:
+                # increase() only on counters or a histogram's cumulative _sum/_count
+                assert kind == "counter" or suffix in ("_sum", "_count"), (query.quantity, name)
+            if query.part == "buckets":
+                assert suffix == "_bucket" and "rate(" in query.promql, (query.quantity, name)
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_every_runtime_answers_the_essentials(runtime: str) -> None:
+    preset = RUNTIMES[runtime]
+    for quantity in (Quantity.FINISHED, Quantity.DELIVERED, Quantity.FAILED, Quantity.OUTPUT_TOKENS):
+        assert preset.supports(quantity), (runtime, quantity)
+    assert "e2e" in preset.latency
+    quantities = {
+        q.quantity for q in plan_window(preset, LabelConfig(), 300, ML, latency_metrics=LATENCY_METRICS)
+    }
+    for quantity in Quantity:
+        assert (quantity in quantities) == preset.supports(quantity), (runtime, quantity)
+        assert quantity in DESCRIPTIONS
+
+
+VLLM_1H = {
+    Quantity.FINISHED: 'sum by (namespace, pod) (increase(vllm:request_success_total{namespace="ml"}[1h]))',
+    Quantity.DELIVERED: (
+        "sum by (namespace, pod) (increase(vllm:request_success_total"
+        '{namespace="ml",finished_reason=~"length|repetition|stop"}[1h]))'
+    ),
+    Quantity.FAILED: (
+        "sum by (namespace, pod) (increase(vllm:request_success_total"
+        '{namespace="ml",finished_reason!~"length|repetition|stop"}[1h]))'
+    ),
+    Quantity.INPUT_TOKENS: 'sum by (namespace, pod) (increase(vllm:prompt_tokens_total{namespace="ml"}[1h]))',
+    Quantity.OUTPUT_TOKENS: (
+        'sum by (namespace, pod) (increase(vllm:generation_tokens_total{namespace="ml"}[1h]))'
+    ),
+    Quantity.PREFILL_SECONDS: (
+        'sum by (namespace, pod) (increase(vllm:request_prefill_time_seconds_sum{namespace="ml"}[1h]))'
+    ),
+    Quantity.DECODE_SECONDS: (
+        'sum by (namespace, pod) (increase(vllm:request_decode_time_seconds_sum{namespace="ml"}[1h]))'
+    ),
+    Quantity.LATENCY_E2E: (
+        'sum by (namespace, pod, le) (rate(vllm:e2e_request_latency_seconds_bucket{namespace="ml"}[1h]))'
+    ),
+    Quantity.GPU_SECONDS: (
+        "sum_over_time((sum by (namespace, pod) (max by (namespace, pod, container) "
+        '(kube_pod_container_resource_requests{resource="nvidia_com_gpu",node!="",namespace="ml"})) '
+        'unless on (namespace, pod) (kube_pod_status_phase{phase=~"Failed|Succeeded",namespace="ml"} == 1))'
+        "[1h:5s]) * 3600 / scalar(count_over_time(vector(1)[1h:5s]))"
+    ),
+    Quantity.REPLICA_SECONDS: (
+        'sum_over_time((max by (namespace, pod) (kube_pod_info{node!="",namespace="ml"}) '
+        'unless on (namespace, pod) (kube_pod_status_phase{phase=~"Failed|Succeeded",namespace="ml"} == 1))'
+        "[1h:5s]) * 3600 / scalar(count_over_time(vector(1)[1h:5s]))"
+    ),
+    Quantity.CURRENT_GPUS: (
+        "sum by (namespace, pod) (max by (namespace, pod, container) "
+        '(kube_pod_container_resource_requests{resource="nvidia_com_gpu",node!="",namespace="ml"})) '
+        'unless on (namespace, pod) (kube_pod_status_phase{phase=~"Failed|Succeeded",namespace="ml"} == 1)'
+    ),
+}
+
+
+def test_vllm_queries() -> None:
+    plan = {q.quantity: q.promql for q in plan_window(RUNTIMES["vllm"], LabelConfig(), 3600, ML)}
+    for quantity, expected in VLLM_1H.items():
+        assert plan[quantity] == expected, quantity
+
+
+def test_renamed_histogram_falls_back_per_pod() -> None:
+    plan = plan_window(RUNTIMES["vllm"], LabelConfig(), 300, ML, latency_metrics=["itl"])
+    [itl] = [q for q in plan if q.quantity is Quantity.LATENCY_ITL]
+    new = 'sum by (namespace, pod, le) (rate(vllm:inter_token_latency_seconds_bucket{namespace="ml"}[5m]))'
+    old = 'sum by (namespace, pod, le) (rate(vllm:time_per_output_token_seconds_bucket{namespace="ml"}[5m]))'
+    assert itl.promql == f"{new} or ({old} unless on (namespace, pod) ({new}))"
+
+
+def test_vllm_delivered_and_failed_partition_the_finished_reasons() -> None:
+    plan = {q.quantity: q.promql for q in plan_window(RUNTIMES["vllm"], LabelConfig(), 300, ML)}
+    assert 'finished_reason=~"length|repetition|stop"' in plan[Quantity.DELIVERED]
+    assert 'finished_reason!~"length|repetition|stop"' in plan[Quantity.FAILED]
+    assert "finished_reason" not in plan[Quantity.FINISHED]
+
+
+def test_tgi_failures_count_zero_before_the_first_one() -> None:
+    plan = {q.quantity: q.promql for q in plan_window(RUNTIMES["tgi"], LabelConfig(), 300, ML)}
+    assert plan[Quantity.FAILED] == (
+        '(sum by (namespace, pod) (increase(tgi_request_failure{namespace="ml"}[5m])) '
+        'or sum by (namespace, pod) (increase(tgi_request_count{namespace="ml"}[5m])) * 0)'
+    )
+    assert plan[Quantity.INPUT_TOKENS].startswith(
+        "sum by (namespace, pod) (increase(tgi_request_input_length_sum"
+    )
+
+
+def test_sglang_delivered_is_all_minus_aborted() -> None:
+    plan = {q.quantity: q.promql for q in plan_window(RUNTIMES["sglang"], LabelConfig(), 300, ML)}
+    total = 'sum by (namespace, pod) (increase(sglang:num_requests_total{namespace="ml"}[5m]))'
+    aborted = 'sum by (namespace, pod) (increase(sglang:num_aborted_requests_total{namespace="ml"}[5m]))'
+    assert plan[Quantity.DELIVERED] == f"{total} - ({aborted} or {total} * 0)"
+
+
+def test_triton_latency_is_a_mean_in_seconds() -> None:
+    preset = RUNTIMES["triton"]
+    e2e = preset.latency["e2e"]
+    assert isinstance(e2e, MeanLatency)
+    assert "mean, not quantile" in e2e.note
+    plan = [q for q in plan_window(preset, LabelConfig(), 300, ML) if q.quantity is Quantity.LATENCY_E2E]
+    assert [(q.part, q.promql) for q in plan] == [
+        (
+            "mean_total",
+            "sum by (namespace, pod) "
+            '(increase(nv_inference_request_duration_us{namespace="ml"}[5m])) / 1000000',
+        ),
+        (
+            "mean_count",
+            'sum by (namespace, pod) (increase(nv_inference_request_success{namespace="ml"}[5m]))',
+        ),
+    ]
+    finished = next(q for q in plan_window(preset, LabelConfig(), 300, ML) if q.quantity is Quantity.FINISHED)
+    assert (
+        '{__name__=~"nv_inference_request_success|nv_inference_request_failure",namespace="ml"}'
+        in finished.promql
+    )
+    assert not preset.supports(Quantity.PREFILL_SECONDS)
+
+
+def test_gpu_busy_prefers_the_profiling_ratio_per_gpu() -> None:
+    labels = LabelConfig.from_modes(gpu="exported")
+    [busy] = [
+        q for q in plan_window(RUNTIMES["vllm"], labels, 300, ML) if q.quantity is Quantity.BUSY_GPU_SECONDS
+    ]
+    sel = '{exported_namespace="ml",exported_pod!=""}'
+    assert busy.promql == (
+        f"sum_over_time((sum by (exported_namespace, exported_pod) (DCGM_FI_PROF_GR_ENGINE_ACTIVE{sel} or "
+        f"DCGM_FI_DEV_GPU_UTIL{sel} / 100))[5m:5s]) * 300 / scalar(count_over_time(vector(1)[5m:5s]))"
+    )
+    assert busy.group == PodLabels("exported_namespace", "exported_pod")
+
+
+def test_gpu_auto_mode_takes_the_first_pod_label_a_series_carries() -> None:
+    [busy] = [
+        q
+        for q in plan_window(RUNTIMES["vllm"], LabelConfig(), 300, ML)
+        if q.quantity is Quantity.BUSY_GPU_SECONDS
+    ]
+    text = busy.promql
+    assert 'DCGM_FI_PROF_GR_ENGINE_ACTIVE{exported_namespace="ml",exported_pod!=""}' in text
+    assert 'DCGM_FI_PROF_GR_ENGINE_ACTIVE{pod_namespace="ml",pod_name!="",exported_pod=""}' in text
+    assert 'DCGM_FI_PROF_GR_ENGINE_ACTIVE{namespace="ml",pod!="",exported_pod="",pod_name=""}' in text
+    # exported_* is applied outermost, so it wins over pod_namespace/pod_name.
+    assert text.index('"exported_pod", "(.+)")') > text.index('"pod_name", "(.+)")')
+    assert busy.group == PodLabels("namespace", "pod")
+
+
+def test_kubernetes_sd_labels() -> None:
+    labels = LabelConfig.from_modes(runtime="kubernetes-sd", gpu="old-namespace")
+    plan = {q.quantity: q for q in plan_window(RUNTIMES["vllm"], labels, 300, ML)}
+    finished = plan[Quantity.FINISHED]
+    assert finished.promql == (
+        "sum by (kubernetes_namespace, kubernetes_pod_name) "
+        '(increase(vllm:request_success_total{kubernetes_namespace="ml"}[5m]))'
+    )
+    assert finished.group == PodLabels("kubernetes_namespace", "kubernetes_pod_name")
+    assert plan[Quantity.BUSY_GPU_SECONDS].group == PodLabels("pod_namespace", "pod_name")
+    assert "label_replace" not in plan[Quantity.BUSY_GPU_SECONDS].promql
+
+
+def test_label_configuration_is_checked() -> None:
+    with pytest.raises(ValueError, match="label name"):
+        PodLabels("namespace", "pod-name")
+    with pytest.raises(ValueError, match="different labels"):
+        PodLabels("pod", "pod")
+    with pytest.raises(ValueError, match="unknown DCGM label mode"):
+        LabelConfig.from_modes(gpu="guess")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least one"):
+        LabelConfig(gpu=())
+
+
+def test_the_number_of_queries_does_not_grow_with_the_scope() -> None:
+    preset = RUNTIMES["vllm"]
+    one = plan_window(preset, LabelConfig(), 300, {"ml"}, latency_metrics=LATENCY_METRICS)
+    many = plan_window(
+        preset, LabelConfig(), 300, {f"team-{i}" for i in range(200)}, latency_metrics=LATENCY_METRICS
+    )
+    everywhere = plan_window(preset, LabelConfig(), 300, None, latency_metrics=LATENCY_METRICS)
+    assert len(one) == len(many) == len(everywhere)
+    assert 'namespace!=""' in everywhere[0].promql
+
+
+def test_hostile_namespace_cannot_escape_its_matcher() -> None:
+    plan = plan_window(RUNTIMES["vllm"], LabelConfig(), 300, {'ml"} or vector(1) #'})
+    assert plan[0].promql == (
+        "sum by (namespace, pod) "
+        '(increase(vllm:request_success_total{namespace="ml\\"} or vector(1) #"}[5m]))'
+    )
+
+
+def test_window_and_step() -> None:
+    plan = {q.quantity: q.promql for q in plan_window(RUNTIMES["vllm"], LabelConfig(), 86400, ML)}
+    assert "[1d" not in plan[Quantity.GPU_SECONDS]
+    assert "[24h:2m]) * 86400 / scalar(count_over_time(vector(1)[24h:2m]))" in plan[Quantity.GPU_SECONDS]
+    with pytest.raises(ValueError, match="cannot exceed the window"):
+        plan_window(RUNTIMES["vllm"], LabelConfig(), 60, ML, step_seconds=120)
+    with pytest.raises(ValueError, match="selects nothing"):
+        plan_window(RUNTIMES["vllm"], LabelConfig(), 60, set())
+
+
+# --- custom runtime -------------------------------------------------------------------------------------
+
+CUSTOM = {
+    "finished": "increase(app_requests_total{$__pods}[$__window])",
+    "delivered": 'increase(app_requests_total{$__pods, code=~"2.."}[$__window])',
+    "output_tokens": 'increase(app_tokens_total{$__pods,kind="out"}[$__window])',
+    "latency_e2e": "rate(app_latency_seconds_bucket{$__pods}[$__window])",
+    "latency_ttft_sum": "increase(app_ttft_seconds_sum{$__pods}[$__window])",
+    "latency_ttft_count": "increase(app_ttft_seconds_count{$__pods}[$__window])",
+}
+
+
+def test_custom_queries_are_wrapped_per_pod() -> None:
+    preset = custom_preset(CUSTOM)
+    plan = {
+        (q.quantity, q.part): q.promql
+        for q in plan_window(preset, LabelConfig(), 300, {"a", "b"}, latency_metrics=LATENCY_METRICS)
+    }
+    assert plan[(Quantity.FINISHED, "value")] == (
+        'sum by (namespace, pod) (increase(app_requests_total{namespace=~"a|b"}[5m]))'
+    )
+    assert plan[(Quantity.DELIVERED, "value")] == (
+        'sum by (namespace, pod) (increase(app_requests_total{namespace=~"a|b", code=~"2.."}[5m]))'
+    )
+    # Without a failed query, failed = finished - delivered.
+    assert plan[(Quantity.FAILED, "value")] == (
+        f"{plan[(Quantity.FINISHED, 'value')]} - {plan[(Quantity.DELIVERED, 'value')]}"
+    )
+    assert plan[(Quantity.LATENCY_E2E, "buckets")] == (
+        'sum by (namespace, pod, le) (rate(app_latency_seconds_bucket{namespace=~"a|b"}[5m]))'
+    )
+    assert (Quantity.LATENCY_TTFT, "mean_total") in plan
+    assert (Quantity.INPUT_TOKENS, "value") not in plan
+    assert not preset.supports(Quantity.INPUT_TOKENS)
+
+
+def test_custom_placeholders_expand_with_hostile_namespaces() -> None:
+    plan = plan_window(custom_preset(CUSTOM), LabelConfig(), 300, {'x"}[1h]) or up{a="'})
+    assert 'app_requests_total{namespace="x\\"}[1h]) or up{a=\\""}[5m]' in plan[0].promql
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "message"),
+    [
+        ("finished", "", "is empty"),
+        (
+            "finished",
+            "increase(app_requests_total[$__window])",
+            "must select the pods in scope with \\$__pods",
+        ),
+        ("finished", "increase(app_requests_total{$__pods}[1h])", "\\[\\$__window\\]"),
+        ("finished", "increase(app_requests_total[$__window]) and $__pods", "inside a selector's braces"),
+        ("finished", "increase(app_requests_total{$__pods}) $__window", "as a range"),
+        ("finished", "increase(app_requests_total{$__pods}[$__range])", "unknown placeholder \\$__range"),
+        ("finished", "increase(app_requests_total{$__pods}[$__window]", "missing a closing"),
+        ("finished", "increase(app_requests_total{$__pods}[$__window]))", "unmatched"),
+        ("finished", 'increase(app{$__pods}[$__window]) + on() vector(1) == "b', "unterminated"),
+        ("finished", "increase(app{$__pods}[$__window]) # note", "comment"),
+        ("finished", 'increase(app{$__pods,a="$__window"}[$__window])', "inside a string"),
+    ],
+)
+def test_bad_custom_queries_say_how_to_fix_them(key: str, text: str, message: str) -> None:
+    with pytest.raises(CustomQueryError, match=message):
+        validate_custom_query(key, text)
+
+
+def test_strings_may_hold_dollars_and_hashes() -> None:
+    text = 'label_replace(increase(app{$__pods,a="#1"}[$__window]), "x", "$1", "pod", "(.*)")'
+    assert validate_custom_query("finished", text).text == text
+
+
+def test_custom_preset_checks_keys() -> None:
+    with pytest.raises(CustomQueryError, match="needs queries for delivered"):
+        custom_preset({"finished": CUSTOM["finished"]})
+    with pytest.raises(CustomQueryError, match="unknown custom query key\\(s\\) requests"):
+        custom_preset({**CUSTOM, "requests": CUSTOM["finished"]})
+    with pytest.raises(CustomQueryError, match="not both"):
+        custom_preset(
+            {**CUSTOM, "latency_e2e_sum": CUSTOM["finished"], "latency_e2e_count": CUSTOM["finished"]}
+        )
+    with pytest.raises(CustomQueryError, match="go together"):
+        custom_preset(
+            {
+                "finished": CUSTOM["finished"],
+                "delivered": CUSTOM["delivered"],
+                "latency_itl_sum": CUSTOM["finished"],
+            }
+        )
+    assert set(custom_query_keys()) >= {q.value for q in COUNTER_QUANTITIES}
+
+
+def test_preset_for() -> None:
+    assert preset_for("vllm") is RUNTIMES["vllm"]
+    assert preset_for("custom", CUSTOM).name == "custom"
+    with pytest.raises(CustomQueryError, match="needs queries"):
+        preset_for("custom")
+    with pytest.raises(CustomQueryError, match="only read for runtime custom"):
+        preset_for("vllm", CUSTOM)
+    with pytest.raises(ValueError, match="unknown runtime 'onnx'"):
+        preset_for("onnx")
+
+
+# --- evaluated by Prometheus' engine (promtool, offline) ------------------------------------------------
+
+
+def test_every_rendered_query_is_valid_promql(tmp_path: Path) -> None:
+    cases: list[Case] = []
+    for preset in [*RUNTIMES.values(), custom_preset(CUSTOM)]:
+        for runtime_mode, gpu_mode in (
+            ("pod-monitor", "auto"),
+            ("kubernetes-sd", "exported"),
+            ("pod-monitor", "old-namespace"),
+        ):
+            labels = LabelConfig.from_modes(runtime_mode, gpu_mode)  # type: ignore[arg-type]
+            for scope in (ML, None, {"a", 'b"}.*'}):
+                plan = plan_window(preset, labels, 3600, scope, latency_metrics=LATENCY_METRICS)
+                cases += [(q.promql, []) for q in plan]
+    evaluate(tmp_path, [("up", "1x10")], cases)
+
+
+def _labels(**labels: str) -> str:
+    return "{" + ",".join(f"{k}={quote(v)}" for k, v in labels.items()) + "}"
+
+
+def test_vllm_window_measures_what_the_series_say(tmp_path: Path) -> None:
+    """Every vLLM window quantity on synthetic series sampled every 15 s, evaluated at 10m over 5m."""
+    pod_a = {"namespace": "ml", "pod": "a", "container": "vllm"}
+    pod_b, pod_c = {**pod_a, "pod": "b"}, {**pod_a, "pod": "c"}
+    exporter = {"namespace": "gpu-operator", "pod": "dcgm-exporter-x", "container": "exporter"}
+    exported_a = {"exported_namespace": "ml", "exported_pod": "a"}
+    series: list[tuple[str, str]] = [
+        # 5 requests per scrape: 3 stop, 1 length, 1 abort -> 100 finished, 80 delivered, 20 failed in 5 min
+        *[
+            (f"vllm:request_success_total{_labels(**pod_a, finished_reason=r)}", f"0+{n}x100")
+            for r, n in (("stop", 3), ("length", 1), ("abort", 1))
+        ],
+        (f"vllm:prompt_tokens_total{_labels(**pod_a)}", "0+300x100"),
+        (f"vllm:generation_tokens_total{_labels(**pod_a)}", "0+100x100"),
+        (f"vllm:request_prefill_time_seconds_sum{_labels(**pod_a)}", "0+0.5x100"),
+        (f"vllm:request_decode_time_seconds_sum{_labels(**pod_a)}", "0+4x100"),
+        # a serves the new ITL name, b only the old one, c both (the old one must not count)
+        *[
+            (f"{name}_bucket{_labels(**pod, le=le)}", f"0+{15 * n * factor}x100")
+            for le, n in (("0.5", 1), ("1.0", 3), ("+Inf", 5))
+            for name, pod, factor in (
+                ("vllm:e2e_request_latency_seconds", pod_a, 1),
+                ("vllm:inter_token_latency_seconds", pod_a, 1),
+                ("vllm:time_per_output_token_seconds", pod_b, 2),
+                ("vllm:inter_token_latency_seconds", pod_c, 1),
+                ("vllm:time_per_output_token_seconds", pod_c, 7),
+            )
+        ],
+        # a: 2 GPUs reported by two kube-state-metrics replicas; b: not scheduled; c: failed; d: from 6m45s
+        *[
+            (
+                "kube_pod_container_resource_requests"
+                + _labels(**pod, node=node, resource="nvidia_com_gpu", unit="integer", instance=instance),
+                values,
+            )
+            for pod, node, instance, values in (
+                (pod_a, "n1", "ksm-0", "2x100"),
+                (pod_a, "n1", "ksm-1", "2x100"),
+                (pod_b, "", "ksm-0", "1x100"),
+                (pod_c, "n1", "ksm-0", "1x100"),
+                ({**pod_a, "pod": "d"}, "n1", "ksm-0", "_x27 1x72"),
+            )
+        ],
+        *[
+            (f"kube_pod_info{_labels(namespace='ml', pod=p, node=node, instance=i)}", values)
+            for p, node, i, values in (
+                ("a", "n1", "ksm-0", "1x100"),
+                ("a", "n1", "ksm-1", "1x100"),
+                ("b", "", "ksm-0", "1x100"),
+                ("c", "n1", "ksm-0", "1x100"),
+                ("d", "n1", "ksm-0", "_x27 1x72"),
+            )
+        ],
+        (f"kube_pod_status_phase{_labels(namespace='ml', pod='c', phase='Failed')}", "1x100"),
+        (f"kube_pod_status_phase{_labels(namespace='ml', pod='a', phase='Failed')}", "0x100"),
+        (f"kube_pod_status_phase{_labels(namespace='ml', pod='a', phase='Running')}", "1x100"),
+        # GPUs under each spelling: exported_* (ratio, and one with utilisation only), plain, old names,
+        # and one no pod holds (it keeps the exporter's own labels)
+        (
+            f"DCGM_FI_PROF_GR_ENGINE_ACTIVE{_labels(**exporter, gpu='0', **exported_a)}",
+            "0.5x100",
+        ),
+        (
+            f"DCGM_FI_DEV_GPU_UTIL{_labels(**exporter, gpu='0', exported_namespace='ml', exported_pod='a')}",
+            "50x100",
+        ),
+        (
+            f"DCGM_FI_DEV_GPU_UTIL{_labels(**exporter, gpu='1', exported_namespace='ml', exported_pod='a')}",
+            "30x100",
+        ),
+        (f"DCGM_FI_PROF_GR_ENGINE_ACTIVE{_labels(namespace='ml', pod='e', gpu='2')}", "1x100"),
+        (
+            f"DCGM_FI_PROF_GR_ENGINE_ACTIVE{_labels(**exporter, gpu='3', pod_namespace='ml', pod_name='f')}",
+            "0.25x100",
+        ),
+        (f"DCGM_FI_PROF_GR_ENGINE_ACTIVE{_labels(**exporter, gpu='4')}", "0.9x100"),
+        (
+            "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+            + _labels(**exporter, gpu="0", exported_namespace="ml", exported_pod="a"),
+            "1000000+15000x100",
+        ),
+    ]
+    a, b, c = '{namespace="ml",pod="a"}', '{namespace="ml",pod="b"}', '{namespace="ml",pod="c"}'
+    d, e, f = '{namespace="ml",pod="d"}', '{namespace="ml",pod="e"}', '{namespace="ml",pod="f"}'
+
+    def buckets(pod: str, factor: int) -> list[tuple[str, float]]:
+        # 15 n observations per 15 s scrape: n per second
+        return [(pod[:-1] + f',le="{le}"}}', n * factor) for le, n in (("0.5", 1), ("1.0", 3), ("+Inf", 5))]
+
+    expected: dict[Quantity, list[tuple[str, float]]] = {
+        Quantity.FINISHED: [(a, 100)],
+        Quantity.DELIVERED: [(a, 80)],
+        Quantity.FAILED: [(a, 20)],
+        Quantity.INPUT_TOKENS: [(a, 6000)],
+        Quantity.OUTPUT_TOKENS: [(a, 2000)],
+        Quantity.PREFILL_SECONDS: [(a, 10)],
+        Quantity.DECODE_SECONDS: [(a, 80)],
+        Quantity.LATENCY_E2E: buckets(a, 1),
+        Quantity.LATENCY_ITL: [*buckets(a, 1), *buckets(b, 2), *buckets(c, 1)],
+        # d existed for 195 s of the window: counted to within one 5 s step
+        Quantity.GPU_SECONDS: [(a, 600), (d, 200)],
+        Quantity.REPLICA_SECONDS: [(a, 300), (d, 200)],
+        Quantity.BUSY_GPU_SECONDS: [(a, (0.5 + 0.3) * 300), (e, 300), (f, 0.25 * 300)],
+        Quantity.ENERGY_JOULES: [(a, 300)],  # 15 J per 15 s
+        Quantity.CURRENT_GPUS: [(a, 2), (d, 1)],
+    }
+    plan = plan_window(RUNTIMES["vllm"], LabelConfig(), 300, ML, latency_metrics=["e2e", "itl"])
+    assert {q.quantity for q in plan} == set(expected)
+    evaluate(tmp_path, series, [(q.promql, expected[q.quantity]) for q in plan])

@@ -1,0 +1,172 @@
+"""The window fetch reads each query's answer per pod, sums pods into groups and names what is missing.
+
+Answers come from a stub that returns canned samples per PromQL text: this tests the reading of results,
+not PromQL (the lab's Prometheus evaluates the same queries in integration tests).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from costslo.metrics.prometheus import Sample
+from costslo.metrics.queries import WindowQuery, plan_window
+from costslo.metrics.window import MeanParts, Samples, WindowSamples, fetch_window, total
+from costslo.runtimes import RUNTIMES, LabelConfig, LatencyMetric, Quantity, RuntimePreset
+
+pytestmark = pytest.mark.unit
+
+AT = 1_700_000_000.0
+A1, A2, B1 = ("ml", "chat-a-1"), ("ml", "chat-a-2"), ("ml", "chat-b-1")
+
+
+class StubPrometheus:
+    """Canned answers by quantity and part; records what was asked."""
+
+    def __init__(
+        self, plan: tuple[WindowQuery, ...], answers: dict[tuple[Quantity, str], list[Sample]]
+    ) -> None:
+        self.by_text = {q.promql: answers.get((q.quantity, q.part), []) for q in plan}
+        self.asked: list[tuple[str, float | None]] = []
+
+    def query(self, promql: str, at: float | None = None) -> list[Sample]:
+        self.asked.append((promql, at))
+        return self.by_text[promql]
+
+
+def pod(key: tuple[str, str], value: float, ns: str = "namespace", name: str = "pod", **extra: str) -> Sample:
+    return Sample({ns: key[0], name: key[1], **extra}, value)
+
+
+def buckets(key: tuple[str, str], cumulative: list[tuple[str, float]]) -> list[Sample]:
+    return [pod(key, v, le=le) for le, v in cumulative]
+
+
+def fetch(
+    preset: RuntimePreset,
+    answers: dict[tuple[Quantity, str], list[Sample]],
+    labels: LabelConfig | None = None,
+    latency: tuple[LatencyMetric, ...] = ("e2e",),
+) -> tuple[StubPrometheus, WindowSamples]:
+    labels = labels or LabelConfig()
+    plan = plan_window(preset, labels, 300, {"ml"}, latency_metrics=latency)
+    stub = StubPrometheus(plan, answers)
+    return stub, fetch_window(stub, preset, labels, 300, {"ml"}, at=AT, latency_metrics=latency)
+
+
+VLLM_ANSWERS: dict[tuple[Quantity, str], list[Sample]] = {
+    (Quantity.FINISHED, "value"): [pod(A1, 100), pod(A2, 50), pod(B1, 40)],
+    (Quantity.DELIVERED, "value"): [pod(A1, 90), pod(A2, 50), pod(B1, 30)],
+    (Quantity.FAILED, "value"): [pod(A1, 10), pod(A2, -1e-9), pod(B1, 10)],
+    (Quantity.INPUT_TOKENS, "value"): [pod(A1, 80_000), pod(A2, 40_000), pod(B1, 32_000)],
+    (Quantity.PREFILL_SECONDS, "value"): [pod(A1, 3.0), pod(A2, math.nan)],
+    (Quantity.DECODE_SECONDS, "value"): [pod(A1, 30.0), pod(A2, 15.0), pod(B1, 12.0)],
+    (Quantity.LATENCY_E2E, "buckets"): [
+        *buckets(A1, [("0.5", 0.0), ("1", 0.1), ("2", 0.3), ("+Inf", 0.3)]),
+        *buckets(A2, [("0.5", 0.1), ("1", 0.1), ("2", 0.1), ("+Inf", 0.1)]),
+        *buckets(B1, [("0.5", 0.0), ("1", 0.0), ("2", 0.0), ("+Inf", 0.0)]),
+    ],
+    (Quantity.GPU_SECONDS, "value"): [pod(A1, 300), pod(A2, 300), pod(B1, 600)],
+    (Quantity.REPLICA_SECONDS, "value"): [pod(A1, 300), pod(A2, 300), pod(B1, 300), pod(("ml", "idle"), 300)],
+    (Quantity.BUSY_GPU_SECONDS, "value"): [pod(A1, 150), pod(A2, 60), pod(B1, 480)],
+    (Quantity.CURRENT_GPUS, "value"): [pod(A1, 1), pod(A2, 1), pod(B1, 2), Sample({"namespace": "ml"}, 8)],
+}
+
+
+def test_per_pod_values() -> None:
+    _, window = fetch(RUNTIMES["vllm"], VLLM_ANSWERS)
+    assert window.pods[A1] == Samples(
+        finished=100,
+        delivered=90,
+        failed=10,
+        input_tokens=80_000,
+        prefill_seconds=3.0,
+        decode_seconds=30.0,
+        gpu_seconds=300,
+        replica_seconds=300,
+        busy_gpu_seconds=150,
+        current_gpus=1,
+        latency_buckets={"e2e": ((0.5, 0.0), (1.0, 0.1), (2.0, 0.3), (math.inf, 0.3))},
+    )
+    assert window.pods[A2].failed == 0.0  # extrapolation noise below zero
+    assert window.pods[A2].prefill_seconds is None  # NaN is no value
+    assert window.pods[("ml", "idle")].replica_seconds == 300
+    assert ("ml", "") not in window.pods  # a series without a pod label belongs to no pod
+
+
+def test_one_query_per_quantity_all_at_the_same_instant() -> None:
+    stub, window = fetch(RUNTIMES["vllm"], VLLM_ANSWERS, latency=("e2e", "ttft", "itl"))
+    assert window.queries == len(stub.asked) == 15
+    assert {at for _, at in stub.asked} == {AT}
+    assert window.at == AT
+    assert window.window_seconds == 300 and window.step_seconds == 5
+
+
+def test_missing_quantities_say_what_to_check() -> None:
+    _, window = fetch(RUNTIMES["vllm"], VLLM_ANSWERS)
+    assert set(window.missing) == {Quantity.OUTPUT_TOKENS, Quantity.ENERGY_JOULES}
+    assert window.missing[Quantity.OUTPUT_TOKENS] == (
+        "no data for output tokens: no vllm:generation_tokens_total series in namespace ml over the last 5m; "
+        "check that the vllm server is scraped and its series carry the namespace/pod labels"
+    )
+    assert window.missing[Quantity.ENERGY_JOULES].startswith(
+        "no data for GPU energy: no DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION series in namespace ml"
+    )
+    assert "dcgm-exporter" in window.missing[Quantity.ENERGY_JOULES]
+    assert window.unsupported == frozenset()
+
+
+def test_groups_of_pods_add_up() -> None:
+    _, window = fetch(RUNTIMES["vllm"], VLLM_ANSWERS)
+    revision_a = window.total([A1, A2, A2])
+    assert (revision_a.finished, revision_a.delivered, revision_a.failed) == (150, 140, 10)
+    assert revision_a.prefill_seconds == 3.0  # one pod had it
+    assert revision_a.output_tokens is None  # no pod had it
+    assert revision_a.gpu_seconds == 600 and revision_a.busy_gpu_seconds == 210
+    # Buckets are summed before the quantile: 0.4 requests/s, p50 at rank 0.2 lies in (1, 2].
+    assert revision_a.latency_buckets["e2e"] == ((0.5, 0.1), (1.0, 0.2), (2.0, 0.4), (math.inf, 0.4))
+    p50 = revision_a.latency("e2e", 0.5)
+    assert p50 is not None and p50.kind == "quantile" and p50.quantile == 0.5
+    assert p50.seconds == pytest.approx(1.0)
+    assert window.total([B1]).latency("e2e", 0.95) is None  # no traffic, no latency
+    assert window.total([("ml", "gone")]) == Samples()
+
+
+def test_total_of_nothing_is_all_none() -> None:
+    assert total([]) == Samples()
+
+
+def test_triton_reports_a_mean_and_converts_milliseconds() -> None:
+    answers = {
+        (Quantity.FINISHED, "value"): [pod(A1, 10)],
+        (Quantity.LATENCY_E2E, "mean_total"): [pod(A1, 12.0), pod(A2, 3.0)],
+        (Quantity.LATENCY_E2E, "mean_count"): [pod(A1, 10), pod(A2, 0)],
+        (Quantity.LATENCY_TTFT, "buckets"): buckets(A1, [("100", 5), ("500", 10), ("+Inf", 10)]),
+    }
+    _, window = fetch(RUNTIMES["triton"], answers, latency=("e2e", "ttft", "itl"))
+    assert window.latency_kinds == {"e2e": "mean", "ttft": "quantile"}
+    assert window.pods[A1].latency_means == {"e2e": MeanParts(12.0, 10)}
+    mean = window.pods[A1].latency("e2e", 0.95)
+    assert mean is not None and (mean.seconds, mean.kind, mean.quantile) == (1.2, "mean", None)
+    assert window.pods[A2].latency("e2e", 0.95) is None  # no requests, no mean
+    assert window.total([A1, A2]).latency_means["e2e"] == MeanParts(15.0, 10)
+    assert window.pods[A1].latency_buckets["ttft"] == ((0.1, 5), (0.5, 10), (math.inf, 10))
+    assert {Quantity.PREFILL_SECONDS, Quantity.DECODE_SECONDS, Quantity.LATENCY_ITL} <= window.unsupported
+    assert Quantity.LATENCY_ITL not in window.missing
+
+
+def test_results_are_read_from_the_configured_labels() -> None:
+    labels = LabelConfig.from_modes(runtime="kubernetes-sd", gpu="exported")
+    answers = {
+        (Quantity.FINISHED, "value"): [
+            pod(A1, 7, "kubernetes_namespace", "kubernetes_pod_name", namespace="x")
+        ],
+        (Quantity.BUSY_GPU_SECONDS, "value"): [pod(A1, 30, "exported_namespace", "exported_pod")],
+        (Quantity.GPU_SECONDS, "value"): [pod(A1, 300)],
+    }
+    _, window = fetch(RUNTIMES["vllm"], answers, labels=labels)
+    assert window.pods[A1].finished == 7
+    assert window.pods[A1].busy_gpu_seconds == 30
+    assert window.pods[A1].gpu_seconds == 300
+    assert list(window.pods) == [A1]
