@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from costslo import runtimes
+
 GROUP = "costslo.dev"
 VERSION = "v1alpha1"
 KIND = "CostSLO"
@@ -124,18 +126,47 @@ class TargetRef(_Model):
     name: str = Field(min_length=1, max_length=253, description="Name of the target in this namespace.")
 
 
-class CustomQueries(_Model):
-    """PromQL for runtime `custom`; `$matcher` is replaced by the namespace/pod label matchers."""
+def _query(description: str) -> Any:
+    return Field(None, min_length=1, max_length=4096, description=description)
 
-    finished: str = Field(
-        min_length=1, description="Counter of finished requests, e.g. my_requests_total{$matcher}."
+
+class CustomQueries(_Model):
+    """PromQL per quantity for runtime custom, one series per pod.
+
+    Write `$__pods` inside a selector's braces (it becomes the namespace/pod matchers) and `$__window` as
+    the range, e.g. increase(my_requests_total{$__pods,code="200"}[$__window]).
+    """
+
+    finished: str = Field(min_length=1, max_length=4096, description="Finished requests in the window.")
+    delivered: str = Field(min_length=1, max_length=4096, description="Successful requests in the window.")
+    failed: str | None = _query("Failed requests; default finished - delivered.")
+    input_tokens: str | None = _query("Input (prompt) tokens in the window.")
+    output_tokens: str | None = _query("Output (generated) tokens in the window.")
+    prefill_seconds: str | None = _query("Seconds spent in prefill in the window.")
+    decode_seconds: str | None = _query("Seconds spent in decode in the window.")
+    latency_e2e: str | None = _query(
+        "Rate of an end-to-end latency histogram's buckets (with `le`), seconds."
     )
-    delivered: str = Field(min_length=1, description="Counter of successful requests.")
-    input_tokens: str | None = Field(None, min_length=1, description="Counter of input (prompt) tokens.")
-    output_tokens: str | None = Field(None, min_length=1, description="Counter of output (generated) tokens.")
-    latency_bucket: str | None = Field(
-        None, min_length=1, description="Histogram bucket series of request latency in seconds (with `le`)."
-    )
+    latency_e2e_sum: str | None = _query("Sum of end-to-end latencies (seconds) in the window, for a mean.")
+    latency_e2e_count: str | None = _query("Count of end-to-end latencies in the window, for a mean.")
+    latency_ttft: str | None = _query("Rate of a time-to-first-token histogram's buckets, seconds.")
+    latency_ttft_sum: str | None = _query("Sum of times to first token in the window, for a mean.")
+    latency_ttft_count: str | None = _query("Count of times to first token in the window, for a mean.")
+    latency_itl: str | None = _query("Rate of an inter-token latency histogram's buckets, seconds.")
+    latency_itl_sum: str | None = _query("Sum of inter-token latencies in the window, for a mean.")
+    latency_itl_count: str | None = _query("Count of inter-token latencies in the window, for a mean.")
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> CustomQueries:
+        try:
+            runtimes.custom_preset(self.by_quantity())
+        except runtimes.CustomQueryError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def by_quantity(self) -> dict[str, str]:
+        """The queries keyed as the custom runtime preset reads them."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class Serving(_Model):

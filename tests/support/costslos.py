@@ -46,7 +46,10 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("custom-without-queries", _with("serving.runtime", "custom"), "spec.serving.queries"),
     (
         "queries-without-custom",
-        _with("serving.queries", {"finished": "x{$matcher}", "delivered": "y{$matcher}"}),
+        _with(
+            "serving.queries",
+            {"finished": "increase(x{$__pods}[$__window])", "delivered": "increase(y{$__pods}[$__window])"},
+        ),
         "spec.serving.queries",
     ),
     ("no-objective", _with("objective", DELETE), "spec.objective"),
