@@ -213,3 +213,21 @@ def test_overrides_change_single_fields() -> None:
                 "simulator.costslo.dev/profile-overrides": '{"failureRate": 2}',
             }
         )
+
+
+def test_latency_truth_is_the_exact_quantile_of_finished_requests() -> None:
+    clock = Clock()
+    wall = Clock()
+    sim = Simulation(ProfileCatalog.load(), clock=clock, wall_clock=wall)
+    sim.apply(view([pod("a", "summariser-abc")], rps=10.0))
+    for _ in range(40):
+        clock.now += 0.5
+        wall.now += 0.5
+        sim.advance(0.5)
+    everything = sim.latency_quantile("ml", 0, wall.now, 0.95)
+    assert everything["count"] == 200
+    recent = sim.latency_quantile("ml", wall.now - 10, wall.now, 0.5)
+    assert recent["count"] == 100
+    values = sorted(e for _, e in next(iter(sim.live_pods())).latencies)
+    assert everything["seconds"] == values[189]  # nearest rank: ceil(0.95 * 200) = 190th value
+    assert sim.latency_quantile("other", 0, wall.now, 0.95) == {"count": 0, "seconds": None}

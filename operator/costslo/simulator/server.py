@@ -28,7 +28,7 @@ class SimulatorConfig:
 
 
 def build_app(sim: Simulation) -> web.Application:
-    """HTTP routes: /metrics (model servers), /dcgm/metrics (GPUs), /truth (ground truth), /healthz."""
+    """HTTP routes: /metrics (model servers), /dcgm/metrics (GPUs), /truth and /truth/latency, /healthz."""
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
@@ -45,6 +45,14 @@ def build_app(sim: Simulation) -> web.Application:
     async def truth(_: web.Request) -> web.Response:
         return web.json_response(sim.truth())
 
+    async def latency(request: web.Request) -> web.Response:
+        try:
+            q = request.query
+            answer = sim.latency_quantile(q["namespace"], float(q["start"]), float(q["end"]), float(q["q"]))
+        except (KeyError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=f"need namespace, start, end (unix seconds) and q: {exc}") from None
+        return web.json_response(answer)
+
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
@@ -54,6 +62,7 @@ def build_app(sim: Simulation) -> web.Application:
             web.get("/metrics", metrics),
             web.get("/dcgm/metrics", dcgm),
             web.get("/truth", truth),
+            web.get("/truth/latency", latency),
             web.get("/healthz", healthz),
         ]
     )

@@ -22,6 +22,7 @@ log = structlog.get_logger(__name__)
 
 BUSY_WINDOW_SECONDS = 5.0  # the DCGM busy gauge averages over this, like DCGM's sampling does
 TRUTH_RETENTION_SECONDS = 6 * 3600.0
+LATENCY_RECORDS = 200_000  # per pod: over an hour at 50 requests/s
 
 
 @dataclass
@@ -77,6 +78,9 @@ class SimPod:
     truth: Truth = field(default_factory=Truth)
     gpu_slots: list[GpuSlot] = field(default_factory=list)
     busy_window: deque[tuple[float, float]] = field(default_factory=deque)  # (dt, busy GPU-seconds)
+    latencies: deque[tuple[float, float]] = field(  # (unix time finished, e2e seconds)
+        default_factory=lambda: deque(maxlen=LATENCY_RECORDS)
+    )
     offered_rps: float = 0.0
     utilisation: float = 0.0
     deleted_at: float | None = None
@@ -101,9 +105,12 @@ def _gpu_uuid(node: str, index: int) -> str:
 class Simulation:
     """Advances every simulated pod in time and renders what the exporters would expose."""
 
-    def __init__(self, catalog: ProfileCatalog, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self, catalog: ProfileCatalog, clock: Any = time.monotonic, wall_clock: Any = time.time
+    ) -> None:
         self._catalog = catalog
         self._clock = clock
+        self._wall = wall_clock
         self._pods: dict[str, SimPod] = {}
         self._view = ClusterView()
         self._gpus: dict[str, list[GpuSlot]] = {}
@@ -211,22 +218,25 @@ class Simulation:
     def _serve(self, sim: SimPod, offered_rps: float, dt: float) -> None:
         op = operating_point(sim.profile, sim.view.gpus, offered_rps)
         sim.offered_rps, sim.utilisation = offered_rps, op.utilisation
-        busy = 0.0
+        busy, now = 0.0, self._wall()
         for _ in range(sim.served.take(op.served_rps, dt)):
             r = sim.sampler.served(op.utilisation, sim.view.gpus)
-            sim.exporter.record(r)
-            sim.truth.add(r)
+            self._finish(sim, r, now)
             busy += r.gpu_seconds
         for _ in range(sim.drops.take(op.dropped_rps, dt)):
-            r = sim.sampler.dropped()
-            sim.exporter.record(r)
-            sim.truth.add(r)
+            self._finish(sim, sim.sampler.dropped(), now)
         self._note_busy(sim, dt, busy)
         p = sim.profile
         service = p.ttft_seconds + p.mean_output_tokens * p.itl_seconds * (1 + min(op.utilisation, 0.98))
         wait = mean_queue_seconds(p, sim.view.gpus, op.utilisation)
         # Little's law: requests in flight = arrival rate x time spent.
         sim.exporter.set_load(Load(op.served_rps * service, op.served_rps * wait, op.utilisation))
+
+    @staticmethod
+    def _finish(sim: SimPod, r: Request, now: float) -> None:
+        sim.exporter.record(r)
+        sim.truth.add(r)
+        sim.latencies.append((now, r.e2e_seconds))
 
     @staticmethod
     def _note_busy(sim: SimPod, dt: float, busy: float) -> None:
@@ -331,6 +341,20 @@ class Simulation:
             for g, rps in self._view.offered_rps.items()
         ]
         return {"uptimeSeconds": now - self.started, "pods": pods, "groups": groups}
+
+    def latency_quantile(self, namespace: str, start: float, end: float, q: float) -> dict[str, Any]:
+        """The exact q-quantile (nearest rank) of e2e latency of requests finished in (start, end]."""
+        values = sorted(
+            e2e
+            for sim in self._pods.values()
+            if sim.view.namespace == namespace
+            for t, e2e in sim.latencies
+            if start < t <= end
+        )
+        if not values:
+            return {"count": 0, "seconds": None}
+        rank = max(0, min(len(values) - 1, int(q * len(values) + 0.999999) - 1))
+        return {"count": len(values), "seconds": values[rank]}
 
 
 def _marketing_name(product_label: str) -> str:
