@@ -32,7 +32,9 @@ def _emit(output: Output, data: dict[str, Any], table: Table) -> None:
     if output == "json":
         typer.echo(json.dumps(data, indent=2))
     else:
-        Console().print(table)
+        console = Console()
+        # Piped output would otherwise be squeezed into 80 columns.
+        Console(width=max(console.width, 160) if not console.is_terminal else None).print(table)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -181,3 +183,149 @@ def _cell(value: Any) -> str:
     if isinstance(value, list):
         return "; ".join(map(str, value)) or "-"
     return str(value)
+
+
+@app.command()
+def report(
+    prometheus_url: Annotated[
+        str, typer.Option(envvar="PROMETHEUS_URL", help="Prometheus (or Thanos, Mimir).")
+    ],
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Only these namespaces (repeatable).")
+    ] = None,
+    window: Annotated[str, typer.Option(help="Window to measure, e.g. 1h or 15m.")] = "1h",
+    at: Annotated[float | None, typer.Option(help="End of the window, unix seconds (default: now).")] = None,
+    runtime: Annotated[str, typer.Option(help="auto, vllm, tgi, triton or sglang.")] = "auto",
+    gpu_hourly: Annotated[str | None, typer.Option(help="Price of one GPU-hour for every pod, USD.")] = None,
+    price_catalog: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Price catalog YAML (by GPU product).")
+    ] = None,
+    kubeconfig: Annotated[str | None, typer.Option(help="Read node labels for the price catalog.")] = None,
+    per_replica_hourly: Annotated[str, typer.Option(help="CPU/RAM/node share per replica-hour.")] = "0",
+    supporting_cost_per_request: Annotated[str, typer.Option(help="Per-request cost outside the pod.")] = "0",
+    latency_metric: Annotated[str, typer.Option(help="e2e, ttft or itl.")] = "e2e",
+    quantile: Annotated[float, typer.Option(help="Latency quantile.")] = 0.95,
+    pod_labels: Annotated[
+        str, typer.Option(help="pod-monitor (namespace/pod) or kubernetes-sd.")
+    ] = "pod-monitor",
+    gpu_labels: Annotated[
+        str, typer.Option(help="DCGM pod labels: auto, exported, plain, old-namespace.")
+    ] = "auto",
+    bearer_token_file: Annotated[Path | None, typer.Option(help="File with a bearer token.")] = None,
+    header: Annotated[list[str] | None, typer.Option(help="Extra header 'Name: value' (repeatable).")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle for Prometheus' TLS certificate.")] = None,
+    insecure_skip_tls_verify: Annotated[bool, typer.Option(help="Do not verify Prometheus' TLS.")] = False,
+    output: OutputOption = "table",
+) -> None:
+    """Cost per request and per token of every inference workload in Prometheus; read-only.
+
+    Exits 0 when every workload could be costed, 1 when data is missing (each gap is named), 2 on bad input
+    or when Prometheus cannot be queried.
+    """
+    from costslo import api, economics
+    from costslo import report as reporting
+    from costslo.metrics.prometheus import PrometheusClient, PrometheusConfig, PrometheusError
+    from costslo.pricing import CatalogError, read_catalog
+    from costslo.runtimes import LabelConfig
+
+    try:
+        window_seconds = api.parse_duration(window).total_seconds()
+        if latency_metric not in ("e2e", "ttft", "itl"):
+            raise ValueError(f"--latency-metric must be e2e, ttft or itl, not {latency_metric!r}")
+        if runtime not in ("auto", *reporting.RUNTIME_MARKERS):
+            raise ValueError(f"--runtime must be auto or one of {', '.join(reporting.RUNTIME_MARKERS)}")
+        if gpu_hourly is None and price_catalog is None:
+            raise ValueError("give --gpu-hourly or --price-catalog: a GPU-hour must have a price")
+        headers = dict(_header(h) for h in header or [])
+        config = PrometheusConfig(
+            url=prometheus_url,
+            bearer_token_file=bearer_token_file,
+            headers=headers,
+            ca_file=ca_file,
+            verify_tls=not insecure_skip_tls_verify,
+        )
+        opts = reporting.ReportOptions(
+            window_seconds=window_seconds,
+            namespaces=set(namespace) if namespace else None,
+            at=at,
+            runtime=runtime,
+            labels=LabelConfig.from_modes(pod_labels, gpu_labels),  # type: ignore[arg-type]
+            latency_metric=latency_metric,  # type: ignore[arg-type]
+            quantile=quantile,
+            gpu_hourly=economics.as_decimal(gpu_hourly, "--gpu-hourly") if gpu_hourly else None,
+            catalog=read_catalog(price_catalog) if price_catalog else None,
+            node_labels=_node_labels(kubeconfig) if kubeconfig else None,
+            prices=economics.Prices(
+                per_replica_hourly=economics.as_decimal(per_replica_hourly, "--per-replica-hourly"),
+                supporting_cost_per_request=economics.as_decimal(
+                    supporting_cost_per_request, "--supporting-cost-per-request"
+                ),
+            ),
+        )
+    except (ValueError, CatalogError) as exc:
+        raise _fail(str(exc)) from None
+    client = PrometheusClient(config)
+    try:
+        result = reporting.build(client, opts)
+    except PrometheusError as exc:
+        raise _fail(str(exc)) from None
+    except reporting.ReportError as exc:
+        raise _fail(str(exc), code=1) from None
+    finally:
+        client.close()
+    data = reporting.to_json(result)
+    _emit(output, data, _report_table(data, f"p{100 * quantile:g} {latency_metric}"))
+    if not result.complete:
+        if output == "table":
+            typer.echo("some workloads could not be costed fully; see the notes above", err=True)
+        raise typer.Exit(1)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise ValueError(f"--header {text!r} must look like 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def _node_labels(kubeconfig: str) -> dict[str, dict[str, str]]:
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(config_file=kubeconfig)
+    nodes = client.CoreV1Api(api_client).list_node().items
+    return {str(n.metadata.name): dict(n.metadata.labels or {}) for n in nodes if n.metadata is not None}
+
+
+def _report_table(data: dict[str, Any], latency_header: str) -> Table:
+    table = Table(title=f"Inference cost over the last {data['window']} ({data['queries']} PromQL queries)")
+    columns = ("workload", "runtime", "req/s", "cost/req", "$/1M in", "$/1M out", latency_header, "GPUs")
+    for column in (*columns, "util", "idle", "notes"):
+        table.add_column(column, justify="left" if column in ("workload", "runtime", "notes") else "right")
+    for w in data["workloads"]:
+        c = w["current"]
+        latency = "-" if c["latencySeconds"] is None else f"{c['latencySeconds']:.3g}s"
+        if c["latencyKind"] == "mean":
+            latency += " (mean)"
+        table.add_row(
+            f"{w['namespace']}/{w['name']}",
+            w["runtime"],
+            _short(c["requestsPerSecond"]),
+            _short(c["costPerRequest"]),
+            _short(c["costPerMillionInputTokens"]),
+            _short(c["costPerMillionOutputTokens"]),
+            latency,
+            _short(c["gpus"]),
+            _percent(c["gpuUtilisation"]),
+            _percent(c["idleCostFraction"]),
+            "; ".join(w["missing"]),
+        )
+    return table
+
+
+def _short(value: Any) -> str:
+    """Four significant digits for a table; JSON keeps every digit."""
+    return "-" if value is None else f"{float(value):.4g}"
+
+
+def _percent(value: Any) -> str:
+    return "-" if value is None else f"{100 * float(value):.0f}%"

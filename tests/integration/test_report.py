@@ -1,0 +1,258 @@
+"""`costslo report` against the lab: costs within 1% of the simulator's exact values, for vLLM and TGI;
+latency quantiles in the bucket that holds the true value; missing data said, never a zero cost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+
+from costslo.simulator.exporters import SECONDS, VLLM_REQUEST_SECONDS
+from tests.support.lab import REPO, Lab, wait_for
+from tests.support.workloads import inference_deployment
+
+WINDOW = 120
+GPU_HOURLY = 3.0
+COSTSLO = str(REPO / ".venv" / "bin" / "costslo")
+
+
+@dataclass
+class Measured:
+    namespaces: dict[str, str]  # runtime -> namespace
+    truth0: dict[str, Any]
+    truth1: dict[str, Any]
+    start: float
+    end: float
+
+
+def run_report(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [COSTSLO, "report", "--prometheus-url", lab.prometheus_url, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def available(lab: Lab, ns: str, name: str, replicas: int) -> bool:
+    d = lab.apps.read_namespaced_deployment(name, ns)
+    return d.status.available_replicas == replicas and d.status.updated_replicas == replicas
+
+
+@pytest.fixture(scope="module")
+def measured(lab: Lab) -> Iterator[Measured]:
+    """vLLM and TGI Deployments under steady load, with ground truth at both ends of a 2-minute window."""
+    with lab.namespace("cost-vllm") as vllm_ns, lab.namespace("cost-tgi") as tgi_ns:
+        vllm = inference_deployment("chat", replicas=2, offered_rps=16.0)
+        vllm["spec"]["template"]["metadata"]["annotations"]["simulator.costslo.dev/profile-overrides"] = (
+            '{"failureRate": 0.03}'
+        )
+        tgi = inference_deployment("embedder", replicas=2, profile="mistral-7b-l4", offered_rps=5.0)
+        tgi["spec"]["template"]["metadata"]["annotations"]["simulator.costslo.dev/runtime"] = "tgi"
+        tgi["spec"]["template"]["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": "NVIDIA-L4"}
+        lab.apps.create_namespaced_deployment(vllm_ns, vllm)
+        lab.apps.create_namespaced_deployment(tgi_ns, tgi)
+        wait_for(
+            "both Deployments Available",
+            lambda: available(lab, vllm_ns, "chat", 2) and available(lab, tgi_ns, "embedder", 2),
+            timeout=90,
+        )
+        time.sleep(20)  # a few scrapes, so the window starts with series present
+        start, truth0 = time.time(), lab.truth()
+        time.sleep(WINDOW)
+        truth1, end = lab.truth(), time.time()
+        yield Measured({"vllm": vllm_ns, "tgi": tgi_ns}, truth0, truth1, start, end)
+
+
+def truth_delta(m: Measured, ns: str) -> dict[str, float]:
+    before = {p["uid"]: p for p in m.truth0["pods"] if p["namespace"] == ns}
+    out = {"gpuSeconds": 0.0, "delivered": 0.0, "finished": 0.0, "input": 0.0, "output": 0.0, "busy": 0.0}
+    for p in (p for p in m.truth1["pods"] if p["namespace"] == ns):
+        b = before.get(p["uid"])
+        assert b is not None, "a pod appeared inside the window"
+        out["gpuSeconds"] += p["provisionedGpuSeconds"] - b["provisionedGpuSeconds"]
+        out["delivered"] += p["requests"]["delivered"] - b["requests"]["delivered"]
+        out["finished"] += p["requests"]["finished"] - b["requests"]["finished"]
+        out["input"] += p["tokens"]["input"] - b["tokens"]["input"]
+        out["output"] += p["tokens"]["output"] - b["tokens"]["output"]
+        out["busy"] += p["busyGpuSeconds"] - b["busyGpuSeconds"]
+    return out
+
+
+def report_for(lab: Lab, m: Measured, runtime: str) -> dict[str, Any]:
+    result = run_report(
+        lab,
+        "--namespace",
+        m.namespaces[runtime],
+        "--window",
+        f"{WINDOW}s",
+        "--at",
+        str(m.end),
+        "--gpu-hourly",
+        str(GPU_HOURLY),
+        "--output",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    (workload,) = json.loads(result.stdout)["workloads"]
+    assert workload["runtime"] == runtime and workload["missing"] == []
+    return dict(workload)
+
+
+def bucket_of(value: float, bounds: tuple[float, ...]) -> tuple[float, float]:
+    lower = 0.0
+    for upper in bounds:
+        if value <= upper:
+            return lower, upper
+        lower = upper
+    return lower, float("inf")
+
+
+@pytest.mark.parametrize(("runtime", "bounds"), [("vllm", VLLM_REQUEST_SECONDS), ("tgi", SECONDS)])
+def test_cost_per_request_matches_ground_truth(
+    lab: Lab, measured: Measured, runtime: str, bounds: tuple[float, ...]
+) -> None:
+    workload = report_for(lab, measured, runtime)
+    truth = truth_delta(measured, measured.namespaces[runtime])
+    true_cost = truth["gpuSeconds"] * GPU_HOURLY / 3600 / truth["delivered"]
+    current = workload["current"]
+    assert float(current["costPerRequest"]) == pytest.approx(true_cost, rel=0.01)
+    assert current["gpus"] == pytest.approx(2)
+    # Utilisation: busy GPU-seconds over provisioned, as the simulator did the work.
+    assert current["gpuUtilisation"] == pytest.approx(truth["busy"] / truth["gpuSeconds"], abs=0.03)
+    assert current["failureRate"] == pytest.approx(1 - truth["delivered"] / truth["finished"], abs=0.01)
+    # The split by tokens adds back up to the compute cost.
+    terms = workload["terms"]
+    assert float(terms["inputCost"]) + float(terms["outputCost"]) == pytest.approx(
+        float(terms["computeCost"])
+    )
+    assert float(current["costPerMillionOutputTokens"]) > 0
+
+    quantile = requests.get(
+        f"{lab.simulator_url}/truth/latency",
+        timeout=10,
+        params={
+            "namespace": measured.namespaces[runtime],
+            "start": measured.end - WINDOW,
+            "end": measured.end,
+            "q": 0.95,
+        },
+    ).json()
+    low, high = bucket_of(quantile["seconds"], bounds)
+    assert low <= current["latencySeconds"] <= high, (quantile, current["latencySeconds"])
+
+
+def test_report_table_names_each_workload(lab: Lab, measured: Measured) -> None:
+    result = run_report(
+        lab,
+        "--namespace",
+        measured.namespaces["vllm"],
+        "--namespace",
+        measured.namespaces["tgi"],
+        "--window",
+        "1m",
+        "--gpu-hourly",
+        "3",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "chat" in result.stdout and "embedder" in result.stdout and "p95 e2e" in result.stdout
+
+
+def test_queries_do_not_grow_with_workloads(lab: Lab, measured: Measured) -> None:
+    one = run_report(
+        lab,
+        "--namespace",
+        measured.namespaces["vllm"],
+        "--window",
+        "1m",
+        "--gpu-hourly",
+        "3",
+        "-o",
+        "json",
+        "--runtime",
+        "vllm",
+    )
+    both = run_report(
+        lab,
+        "--namespace",
+        measured.namespaces["vllm"],
+        "--namespace",
+        measured.namespaces["tgi"],
+        "--window",
+        "1m",
+        "--gpu-hourly",
+        "3",
+        "-o",
+        "json",
+        "--runtime",
+        "vllm",
+    )
+    assert json.loads(one.stdout)["queries"] == json.loads(both.stdout)["queries"]
+
+
+def test_no_model_server_series_is_an_error_not_a_zero_cost(lab: Lab) -> None:
+    with lab.namespace("cost-none") as ns:
+        plain = inference_deployment("batch", replicas=1)
+        del plain["spec"]["template"]["metadata"]["annotations"]["simulator.costslo.dev/profile"]
+        lab.apps.create_namespaced_deployment(ns, plain)
+        result = run_report(lab, "--namespace", ns, "--window", "1m", "--gpu-hourly", "3")
+    assert result.returncode == 1
+    assert "no model-server series" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_gpu_series_are_named(lab: Lab, measured: Measured) -> None:
+    # A price catalog without node labels cannot price the GPUs: said per workload, exit 1.
+    catalog = REPO / "tests" / "support" / "catalog.yaml"
+    result = run_report(
+        lab,
+        "--namespace",
+        measured.namespaces["vllm"],
+        "--window",
+        "1m",
+        "--price-catalog",
+        str(catalog),
+        "-o",
+        "json",
+    )
+    assert result.returncode == 1
+    (workload,) = json.loads(result.stdout)["workloads"]
+    assert workload["current"]["costPerRequest"] is None
+    assert any("no GPU price" in m or "--kubeconfig" in m for m in workload["missing"])
+
+
+def test_catalog_prices_by_gpu_product_with_node_labels(lab: Lab, measured: Measured) -> None:
+    catalog = REPO / "tests" / "support" / "catalog.yaml"
+    result = run_report(
+        lab,
+        "--namespace",
+        measured.namespaces["tgi"],
+        "--window",
+        "1m",
+        "--price-catalog",
+        str(catalog),
+        "--kubeconfig",
+        lab.kubeconfig,
+        "-o",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    (workload,) = json.loads(result.stdout)["workloads"]
+    assert float(workload["gpuHourly"]) == 0.8  # the L4 price in the catalog
+    assert "NVIDIA-L4" in workload["gpuPriceSource"]
+
+
+def test_unreachable_prometheus_is_a_clear_error() -> None:
+    result = subprocess.run(
+        [COSTSLO, "report", "--prometheus-url", "http://127.0.0.1:9", "--gpu-hourly", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr
