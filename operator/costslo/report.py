@@ -77,8 +77,8 @@ class Report:
 
     @property
     def complete(self) -> bool:
-        """Every workload has a cost per request and a latency."""
-        return all(r.cost.cost_per_request is not None and r.latency is not None for r in self.rows)
+        """Every quantity of every workload was measured (nothing in any `missing`)."""
+        return all(not r.missing for r in self.rows)
 
 
 def detect_runtimes(client: Querier, opts: ReportOptions, at: float) -> list[str]:

@@ -256,3 +256,44 @@ def test_unreachable_prometheus_is_a_clear_error() -> None:
     )
     assert result.returncode == 2
     assert "127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_gpu_metrics_are_named_and_fail_the_run(lab: Lab, measured: Measured) -> None:
+    # Looking for DCGM's pod under plain namespace/pod labels finds only the exporter's own labels here.
+    result = run_report(
+        lab,
+        "--namespace",
+        measured.namespaces["vllm"],
+        "--window",
+        "1m",
+        "--gpu-hourly",
+        "3",
+        "--gpu-labels",
+        "plain",
+        "-o",
+        "json",
+    )
+    assert result.returncode == 1
+    (workload,) = json.loads(result.stdout)["workloads"]
+    assert any(m.startswith("no data for GPU busy") for m in workload["missing"]), workload["missing"]
+    assert workload["current"]["gpuUtilisation"] is None  # unknown, not zero
+    assert workload["current"]["costPerRequest"] is not None  # provisioned cost needs no busy time
+
+
+def test_library_gives_what_the_cli_prints(lab: Lab, measured: Measured) -> None:
+    from decimal import Decimal
+
+    from costslo import report
+    from costslo.metrics.prometheus import PrometheusClient, PrometheusConfig
+
+    client = PrometheusClient(PrometheusConfig(url=lab.prometheus_url))
+    opts = report.ReportOptions(
+        window_seconds=WINDOW,
+        namespaces={measured.namespaces["tgi"]},
+        at=measured.end,
+        gpu_hourly=Decimal("3"),
+    )
+    (row,) = report.build(client, opts).rows
+    cli = report_for(lab, measured, "tgi")
+    assert row.cost.cost_per_request is not None
+    assert format(row.cost.cost_per_request, "f") == cli["current"]["costPerRequest"]
