@@ -45,7 +45,7 @@ typecheck: venv ## mypy (strict) on operator/costslo
 test: lint typecheck tools ## lint, type-check, then every test (starts and stops the lab itself)
 	$(BIN)/pytest
 
-test-unit: venv ## unit tests only (no lab)
+test-unit: venv tools ## unit tests only (no lab; promtool from the tool cache checks PromQL)
 	$(BIN)/pytest tests/unit
 
 test-integration: venv tools ## integration tests against the lab

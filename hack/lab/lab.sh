@@ -54,8 +54,21 @@ proc_alive() { # pid: running, not a zombie awaiting its reaper
   [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]
 }
 
-pid_alive() { # pidfile
-  [[ -f $1 ]] && proc_alive "$(cat "$1")"
+start_time() { # pid: the kernel's start time of the process, which a reused pid does not share
+  awk '{print $22}' "/proc/$1/stat" 2>/dev/null
+}
+
+pid_alive() { # pidfile written by start_process: "PID START-TIME"
+  [[ -f $1 ]] || return 1
+  local pid start
+  read -r pid start <"$1" || true
+  proc_alive "$pid" && [[ -z $start || $(start_time "$pid") == "$start" ]]
+}
+
+lab_binary() { # pid: is this process one of the lab's binaries (not a stranger that reused the pid)?
+  local exe
+  exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
+  [[ $exe == "$BIN"/* || $exe == "$CLUSTER_DIR"/* ]]
 }
 
 wait_http() { # url seconds what
@@ -73,7 +86,7 @@ port_busy() { # port
 start_process() { # name port command...
   local name=$1 port=$2; shift 2
   if pid_alive "$PIDS/$name.pid"; then
-    say "$name already running (pid $(cat "$PIDS/$name.pid"))"
+    say "$name already running (pid $(cut -d' ' -f1 "$PIDS/$name.pid"))"
     return
   fi
   if port_busy "$port"; then
@@ -81,8 +94,11 @@ start_process() { # name port command...
   fi
   # setsid: the lab outlives the shell that started it and a Ctrl-C in that shell.
   setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$PIDS/$name.pid"
-  say "$name started (pid $!, log $LOGS/$name.log)"
+  local pid=$!
+  sleep 0.1
+  # The start time makes the pid file safe against pid reuse after a reboot or a crash.
+  echo "$pid $(start_time "$pid")" >"$PIDS/$name.pid"
+  say "$name started (pid $pid, log $LOGS/$name.log)"
 }
 
 stop_pid() { # pid name: SIGTERM, wait up to 10 s, then SIGKILL
@@ -103,10 +119,30 @@ wait_exit() { # pid name: wait for a process that was asked to stop; SIGKILL it 
   say "stopped $name (pid $pid)"
 }
 
-stop_pidfile() { # pidfile name
+stop_pidfile() { # pidfile name: stops the process only if it is still the one we started
   [[ -f $1 ]] || return 0
-  stop_pid "$(cat "$1")" "$2"
+  if pid_alive "$1"; then
+    stop_pid "$(cut -d' ' -f1 "$1")" "$2"
+  fi
   rm -f "$1"
+}
+
+stop_cluster() {
+  [[ -d $CLUSTER_DIR ]] || return 0
+  # kwokctl signals its components and returns at once, removing their pid files; read them first
+  # and wait until every one of those processes is gone.
+  local entries=() f pid entry
+  for f in "$CLUSTER_DIR"/pids/*.pid; do
+    [[ -f $f ]] || continue
+    pid=$(cat "$f")
+    lab_binary "$pid" && entries+=("$(basename "$f" .pid)=$pid")
+  done
+  "$BIN/kwokctl" --name "$CLUSTER" delete cluster >"$LOGS/kwokctl-delete.log" 2>&1 || true
+  for entry in "${entries[@]}"; do
+    wait_exit "${entry#*=}" "${entry%%=*}"
+  done
+  rm -rf "$CLUSTER_DIR"
+  say "control plane stopped"
 }
 
 render() { # template -> stdout, substituting ${VAR} from the environment
@@ -130,7 +166,7 @@ export PROMETHEUS_URL=$prom
 export COSTSLO_SIMULATOR_URL=$sim
 export COSTSLO_KSM_URL=$ksm
 export COSTSLO_TOOLS_DIR=$BIN
-export PATH=$BIN:\$PATH
+export PATH=$BIN:$repo/.venv/bin:\$PATH
 EOF
   cat >"$LAB_DIR/lab.json" <<EOF
 {"kubeconfig": "$KUBECONFIG_PATH", "prometheusUrl": "$prom", "simulatorUrl": "$sim",
@@ -147,8 +183,8 @@ cluster_up() {
     return
   fi
   if [[ -d $CLUSTER_DIR ]]; then
-    say "removing a stale cluster directory"
-    "$BIN/kwokctl" --name "$CLUSTER" delete cluster >/dev/null 2>&1 || true
+    say "removing a stale cluster"
+    stop_cluster
   fi
   render "$repo/hack/lab/kwok.yaml" >"$LAB_DIR/kwok.yaml"
   say "starting control plane (etcd $ETCD_VERSION, Kubernetes $KUBERNETES_VERSION, kwok $KWOK_VERSION)"
@@ -204,20 +240,7 @@ down() {
   for ((i = ${#OWN_PROCESSES[@]} - 1; i >= 0; i--)); do
     stop_pidfile "$PIDS/${OWN_PROCESSES[$i]}.pid" "${OWN_PROCESSES[$i]}"
   done
-  if [[ -d $CLUSTER_DIR ]]; then
-    # kwokctl signals its components and returns at once, removing their pid files; read them first
-    # and wait until every one of those processes is gone.
-    local entries=() f entry
-    for f in "$CLUSTER_DIR"/pids/*.pid; do
-      [[ -f $f ]] && entries+=("$(basename "$f" .pid)=$(cat "$f")")
-    done
-    "$BIN/kwokctl" --name "$CLUSTER" delete cluster >"$LOGS/kwokctl-delete.log" 2>&1 || true
-    for entry in "${entries[@]}"; do
-      wait_exit "${entry#*=}" "${entry%%=*}"
-    done
-    rm -rf "$CLUSTER_DIR"
-    say "control plane stopped"
-  fi
+  stop_cluster
   # Each lab starts with an empty TSDB: series of an earlier cluster would otherwise linger for
   # Prometheus' 5-minute lookback and be counted with the new cluster's.
   rm -rf "$LAB_DIR/prometheus" "$LAB_DIR/lab.env" "$LAB_DIR/lab.json"
@@ -240,7 +263,7 @@ status() {
   fi
   for name in "${OWN_PROCESSES[@]}"; do
     if pid_alive "$PIDS/$name.pid"; then
-      printf '%-15s up     pid %s\n' "$name" "$(cat "$PIDS/$name.pid")"
+      printf '%-15s up     pid %s\n' "$name" "$(cut -d' ' -f1 "$PIDS/$name.pid")"
     else
       printf '%-15s down\n' "$name"; rc=1
     fi

@@ -77,6 +77,7 @@ while IFS='|' read -r name stamp cmd; do
   # A heartbeat, so that a multi-minute compile does not look like a hang.
   (while sleep 30; do echo "    ... still building $name ($(($(date +%s) - t0))s)"; done) &
   ticker=$!
+  trap 'kill "$ticker" 2>/dev/null' EXIT
   if ! (eval "$cmd") >"$STAMPS/$name.log" 2>&1; then
     kill "$ticker" 2>/dev/null || true
     echo "error: building $name failed; last lines of $STAMPS/$name.log:" >&2

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from costslo import runtimes
+from costslo import economics, runtimes
 
 GROUP = "costslo.dev"
 VERSION = "v1alpha1"
@@ -209,20 +209,24 @@ class Objective(_Model):
 
     @model_validator(mode="after")
     def _one_budget(self) -> Objective:
-        revenue, margin = self.revenue_per_request is not None, self.target_gross_margin is not None
-        if (self.max_cost_per_request is not None) == (revenue or margin):
-            raise ValueError(VALIDATIONS["Objective"][0]["message"])
-        if revenue != margin:
-            raise ValueError(VALIDATIONS["Objective"][1]["message"])
+        has_max, has_margin = self.max_cost_per_request is not None, self.target_gross_margin is not None
+        rules = VALIDATIONS["Objective"]
+        if not (has_max or has_margin):
+            raise ValueError(rules[0]["message"])
+        if has_max and has_margin:
+            raise ValueError(rules[1]["message"])
+        if has_margin and self.revenue_per_request is None:
+            raise ValueError(rules[2]["message"])
         return self
 
-    @property
-    def budget_per_request(self) -> Decimal:
-        """The budget per delivered request this objective sets."""
-        if self.max_cost_per_request is not None:
-            return self.max_cost_per_request
-        assert self.revenue_per_request is not None and self.target_gross_margin is not None
-        return self.revenue_per_request * (1 - self.target_gross_margin)
+    def to_economics(self) -> economics.Objective:
+        """The same objective for the cost model, which computes the budget and the margin."""
+        return economics.Objective(
+            max_cost_per_request=self.max_cost_per_request,
+            revenue_per_request=self.revenue_per_request,
+            target_gross_margin=self.target_gross_margin,
+            max_cost_per_million_output_tokens=self.max_cost_per_million_output_tokens,
+        )
 
 
 class ApiPricing(_Model):
@@ -400,12 +404,18 @@ VALIDATIONS: dict[str, list[dict[str, str]]] = {
     "CostSLOSpec": [],
     "Objective": [
         cel(
-            "has(self.maxCostPerRequest) != (has(self.revenuePerRequest) || has(self.targetGrossMargin))",
-            "set exactly one of maxCostPerRequest, or revenuePerRequest together with targetGrossMargin",
+            "has(self.maxCostPerRequest) || has(self.targetGrossMargin)",
+            "set a budget: maxCostPerRequest, or revenuePerRequest together with targetGrossMargin",
         ),
         cel(
-            "has(self.revenuePerRequest) == has(self.targetGrossMargin)",
-            "revenuePerRequest and targetGrossMargin go together: the budget is revenue x (1 - margin)",
+            "!(has(self.maxCostPerRequest) && has(self.targetGrossMargin))",
+            "set maxCostPerRequest or targetGrossMargin, not both: each sets the budget "
+            "(revenuePerRequest alone may accompany maxCostPerRequest, to report the margin)",
+        ),
+        cel(
+            "!has(self.targetGrossMargin) || has(self.revenuePerRequest)",
+            "targetGrossMargin needs revenuePerRequest: the budget is revenue x (1 - margin)",
+            ".revenuePerRequest",
         ),
     ],
     "Serving": [

@@ -225,15 +225,21 @@ def report(
     from costslo import api, economics
     from costslo import report as reporting
     from costslo.metrics.prometheus import PrometheusClient, PrometheusConfig, PrometheusError
+    from costslo.metrics.promql import duration
     from costslo.pricing import CatalogError, read_catalog
-    from costslo.runtimes import LabelConfig
+    from costslo.runtimes import LATENCY_METRICS, RUNTIMES, LabelConfig
 
     try:
         window_seconds = api.parse_duration(window).total_seconds()
-        if latency_metric not in ("e2e", "ttft", "itl"):
-            raise ValueError(f"--latency-metric must be e2e, ttft or itl, not {latency_metric!r}")
-        if runtime not in ("auto", *reporting.RUNTIME_MARKERS):
-            raise ValueError(f"--runtime must be auto or one of {', '.join(reporting.RUNTIME_MARKERS)}")
+        duration(window_seconds)  # PromQL needs a positive, whole number of milliseconds
+        if latency_metric not in LATENCY_METRICS:
+            raise ValueError(
+                f"--latency-metric must be one of {', '.join(LATENCY_METRICS)}, not {latency_metric!r}"
+            )
+        if runtime not in ("auto", *RUNTIMES):
+            raise ValueError(f"--runtime must be auto or one of {', '.join(RUNTIMES)}")
+        if not 0 < quantile < 1:
+            raise ValueError(f"--quantile must lie strictly between 0 and 1, not {quantile}")
         if gpu_hourly is None and price_catalog is None:
             raise ValueError("give --gpu-hourly or --price-catalog: a GPU-hour must have a price")
         headers = dict(_header(h) for h in header or [])
@@ -250,7 +256,7 @@ def report(
             at=at,
             runtime=runtime,
             labels=LabelConfig.from_modes(pod_labels, gpu_labels),  # type: ignore[arg-type]
-            latency_metric=latency_metric,  # type: ignore[arg-type]
+            latency_metric=latency_metric,
             quantile=quantile,
             gpu_hourly=economics.as_decimal(gpu_hourly, "--gpu-hourly") if gpu_hourly else None,
             catalog=read_catalog(price_catalog) if price_catalog else None,
@@ -290,9 +296,15 @@ def _header(text: str) -> tuple[str, str]:
 
 def _node_labels(kubeconfig: str) -> dict[str, dict[str, str]]:
     from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
 
-    api_client = config.new_client_from_config(config_file=kubeconfig)
-    nodes = client.CoreV1Api(api_client).list_node().items
+    try:
+        api_client = config.new_client_from_config(config_file=kubeconfig)
+        nodes = client.CoreV1Api(api_client).list_node(_request_timeout=30).items
+    except (config.ConfigException, OSError, ApiException) as exc:
+        raise ValueError(f"cannot read nodes with --kubeconfig {kubeconfig}: {exc}") from None
+    except Exception as exc:  # urllib3's connection errors and the like
+        raise ValueError(f"cannot reach the cluster of --kubeconfig {kubeconfig}: {exc}") from None
     return {str(n.metadata.name): dict(n.metadata.labels or {}) for n in nodes if n.metadata is not None}
 
 

@@ -46,6 +46,7 @@ NO_FINISHED_IN_WINDOW = "no finished requests in the window"
 NO_DELIVERED_IN_WINDOW = "no delivered requests in the window"
 NO_PODS = "no pods alive in the window"
 NO_GPUS = "no GPUs provisioned in the window"
+NO_GPU_DATA = "no data for GPUs allocated"
 NO_GPU_PRICE = "no GPU price"
 NO_BUSY = "no data for GPU busy time"
 NO_ENERGY = "no data for energy"
@@ -113,7 +114,7 @@ class Usage:
     """
 
     window_seconds: float
-    gpu_seconds: float
+    gpu_seconds: float | None  # None: no GPU allocation series at all, which is not the same as 0 GPUs
     replica_seconds: float
     requests: float | None
     delivered: float | None
@@ -235,7 +236,7 @@ class CostBreakdown:
     failed: float | None
     failure_rate: float | None
     requests_per_second: float | None
-    gpus: float
+    gpus: float | None
     replicas: float
     gpu_cost: Decimal | None
     replica_cost: Decimal | None
@@ -342,6 +343,9 @@ def _energy_cost(usage: Usage, prices: Prices, missing: _Missing) -> Decimal | N
 
 
 def _gpu_cost(usage: Usage, prices: Prices, missing: _Missing) -> Decimal | None:
+    if usage.gpu_seconds is None:
+        missing.add(NO_GPU_DATA)
+        return None
     if usage.gpu_seconds == 0:
         return Decimal(0)
     if prices.gpu_hourly is None:
@@ -352,6 +356,9 @@ def _gpu_cost(usage: Usage, prices: Prices, missing: _Missing) -> Decimal | None
 
 def _utilisation(usage: Usage, missing: _Missing) -> float | None:
     """U = busy / provisioned GPU-seconds, capped at 1: sampling can make busy overshoot provisioned."""
+    if usage.gpu_seconds is None:
+        missing.add(NO_GPU_DATA)
+        return None
     if usage.gpu_seconds == 0:
         missing.add(NO_GPUS)
         return None
@@ -533,7 +540,7 @@ def _cost_of(usage: Usage, prices: Prices, revenue: Decimal | None) -> CostBreak
         failed=failed,
         failure_rate=failure_rate,
         requests_per_second=None if n is None else n / window,
-        gpus=usage.gpu_seconds / window,
+        gpus=None if usage.gpu_seconds is None else usage.gpu_seconds / window,
         replicas=usage.replica_seconds / window,
         gpu_cost=compute.gpu_cost,
         replica_cost=compute.replica_cost,
@@ -611,7 +618,9 @@ def _project(usage: Usage, prices: Prices, fleet: float | None, target: float | 
         utilisation, source = None, None
 
     busy_per_request = provisioned = None
-    if usage.gpu_seconds == 0:
+    if usage.gpu_seconds is None:
+        missing.add(NO_GPU_DATA)
+    elif usage.gpu_seconds == 0:
         missing.add(NO_GPUS)
     elif usage.busy_gpu_seconds is None:
         missing.add(NO_BUSY)
@@ -621,11 +630,11 @@ def _project(usage: Usage, prices: Prices, fleet: float | None, target: float | 
             provisioned = busy_per_request / utilisation
 
     gpu = replica = None
-    if prices.gpu_hourly is None and usage.gpu_seconds > 0:
+    if prices.gpu_hourly is None and usage.gpu_seconds:
         missing.add(NO_GPU_PRICE)
     elif provisioned is not None and prices.gpu_hourly is not None:
         gpu = money(_d(provisioned) * prices.gpu_hourly / SECONDS_PER_HOUR)
-    if provisioned is not None:
+    if provisioned is not None and usage.gpu_seconds:
         # Replicas come with GPUs in the revision's own ratio, so they scale with the same capacity.
         replica_seconds = provisioned * usage.replica_seconds / usage.gpu_seconds
         replica = money(_d(replica_seconds) * prices.per_replica_hourly / SECONDS_PER_HOUR)

@@ -18,17 +18,27 @@ from costslo.economics import CostBreakdown, Prices
 from costslo.metrics.promql import duration, namespace_matcher
 from costslo.metrics.window import Latency, Querier, Samples, WindowSamples, fetch_window
 from costslo.pricing import GpuPrice, PriceCatalog, PricingError, gpu_price, weighted_gpu_price
-from costslo.runtimes import RUNTIMES, LabelConfig, LatencyMetric
+from costslo.runtimes import (
+    LATENCY_QUANTITY,
+    RUNTIMES,
+    CounterSum,
+    LabelConfig,
+    LatencyMetric,
+    Quantity,
+    RuntimePreset,
+)
 from costslo.usage import usage_of
 from costslo.workloads import Workload, discover
 
-# The counter each runtime exports for every finished request: present means the runtime serves here.
-RUNTIME_MARKERS = {
-    "vllm": "vllm:request_success_total",
-    "tgi": "tgi_request_count",
-    "triton": "nv_inference_request_success",
-    "sglang": "sglang:num_requests_total",
-}
+
+def _marker(preset: RuntimePreset) -> str:
+    """The first counter of a preset's finished requests: where it exists, that runtime serves."""
+    expr = preset.counters[Quantity.FINISHED]
+    assert isinstance(expr, CounterSum), f"{preset.name}: finished requests must be a counter sum"
+    return expr.names[0]
+
+
+RUNTIME_MARKERS = {name: _marker(preset) for name, preset in RUNTIMES.items()}
 
 
 class ReportError(RuntimeError):
@@ -125,15 +135,32 @@ def _price(
         parts.append((gpu_price(node_labels, catalog=opts.catalog), held or 0.0))
     if not parts:
         raise PricingError(f"no node known for the pods of {workload.ref}")
-    return weighted_gpu_price(parts)
+    try:
+        return weighted_gpu_price(parts)
+    except ValueError as exc:  # e.g. no GPU-seconds to weigh the prices by
+        raise PricingError(f"cannot price the GPUs of {workload.ref}: {exc}") from None
 
 
 def _cost(samples: Samples, window: float, prices: Prices) -> CostBreakdown:
     return economics.cost_of(usage_of(samples, window), prices)
 
 
-def _missing_for(samples: Samples, window: WindowSamples) -> list[str]:
-    return [reason for q, reason in window.missing.items() if getattr(samples, q.value, None) is None]
+# What the report does not use: the GPU count at the window's end (a deleted workload has none) and energy
+# (the report does not price it).
+_UNUSED = frozenset({Quantity.CURRENT_GPUS, Quantity.ENERGY_JOULES})
+
+
+def _missing_for(samples: Samples, window: WindowSamples, latency_metric: LatencyMetric) -> list[str]:
+    reasons = []
+    for q, reason in window.missing.items():
+        if q in _UNUSED:
+            continue
+        if q in LATENCY_QUANTITY.values():
+            if q == LATENCY_QUANTITY[latency_metric]:
+                reasons.append(reason)
+        elif getattr(samples, q.value, None) is None:
+            reasons.append(reason)
+    return reasons
 
 
 def build(client: Querier, opts: ReportOptions) -> Report:
@@ -179,7 +206,7 @@ def build(client: Querier, opts: ReportOptions) -> Report:
             if not any(window.pods.get(p) and window.pods[p].gpu_seconds for p in workload.pods):
                 continue
         samples = window.total(workload.pods)
-        missing = _missing_for(samples, window)
+        missing = _missing_for(samples, window, opts.latency_metric)
         try:
             price: GpuPrice | None = _price(workload, window, opts, nodes)
         except PricingError as exc:
@@ -187,8 +214,8 @@ def build(client: Querier, opts: ReportOptions) -> Report:
         prices = _with_gpu_price(opts.prices, price)
         cost = _cost(samples, opts.window_seconds, prices)
         latency = samples.latency(opts.latency_metric, opts.quantile)
-        if latency is None:
-            missing.append(f"no data for {opts.latency_metric} latency")
+        if latency is None and not any(m.startswith("no data for") and "latency" in m for m in missing):
+            missing.append(f"no data for {opts.latency_metric} latency of {workload.ref}")
         revisions = tuple(
             RevisionRow(
                 r.pod_template_hash,

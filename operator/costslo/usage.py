@@ -7,10 +7,10 @@ from costslo.metrics.window import Samples
 
 
 def usage_of(samples: Samples, window_seconds: float) -> Usage:
-    """The Usage of a group of pods; absent GPU or pod series count as nothing provisioned."""
+    """The Usage of a group of pods; a GPU allocation never measured stays unknown, never zero."""
     return Usage(
         window_seconds=window_seconds,
-        gpu_seconds=samples.gpu_seconds or 0.0,
+        gpu_seconds=samples.gpu_seconds,
         replica_seconds=samples.replica_seconds or 0.0,
         requests=samples.finished,
         delivered=samples.delivered,

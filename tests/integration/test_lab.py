@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.lab import Lab, wait_for
+from tests.support.lab import Lab, deployment_available, wait_for
 from tests.support.workloads import inference_deployment
 
 OFFERED_RPS = 30.0
@@ -20,16 +20,6 @@ def replica_sets(lab: Lab, ns: str, app: str) -> dict[str, Any]:
     return {rs.metadata.labels["pod-template-hash"]: rs for rs in sets}
 
 
-def available(lab: Lab, ns: str, name: str, replicas: int) -> bool:
-    d = lab.apps.read_namespaced_deployment(name, ns)
-    return bool(
-        d.status.available_replicas == replicas
-        and d.status.updated_replicas == replicas
-        and d.status.observed_generation == d.metadata.generation
-        and (d.status.replicas == replicas)
-    )
-
-
 Serving = tuple[str, str, float]  # namespace, Deployment, monotonic time it became Available
 
 
@@ -38,7 +28,7 @@ def serving(lab: Lab) -> Iterator[Serving]:
     """A 3-replica vLLM Deployment on fake H100s under a steady offered load."""
     with lab.namespace("serving") as ns:
         lab.apps.create_namespaced_deployment(ns, inference_deployment("chat", offered_rps=OFFERED_RPS))
-        wait_for("chat to become Available", lambda: available(lab, ns, "chat", 3), timeout=90)
+        wait_for("chat to become Available", lambda: deployment_available(lab, ns, "chat", 3), timeout=90)
         yield ns, "chat", time.monotonic()
 
 
@@ -58,7 +48,9 @@ def test_gpu_deployment_becomes_available_on_fake_gpu_nodes(lab: Lab, serving: S
 def test_template_change_rolls_out_and_pause_freezes_it_half_way(lab: Lab) -> None:
     with lab.namespace("rollout") as ns:
         lab.apps.create_namespaced_deployment(ns, inference_deployment("summariser"))
-        wait_for("first revision Available", lambda: available(lab, ns, "summariser", 3), timeout=90)
+        wait_for(
+            "first revision Available", lambda: deployment_available(lab, ns, "summariser", 3), timeout=90
+        )
         (first_hash,) = replica_sets(lab, ns, "summariser")
 
         # A model swap whose pods take 6 s to load, so the rollout is slow enough to catch half-way.
@@ -96,7 +88,7 @@ def test_template_change_rolls_out_and_pause_freezes_it_half_way(lab: Lab) -> No
         lab.apps.patch_namespaced_deployment("summariser", ns, {"spec": {"paused": False}})
         wait_for(
             "the rollout to complete",
-            lambda: available(lab, ns, "summariser", 3) and counts() == (0, 3),
+            lambda: deployment_available(lab, ns, "summariser", 3) and counts() == (0, 3),
             timeout=120,
         )
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from costslo.simulator.exporters import SECONDS, VLLM_REQUEST_SECONDS
-from tests.support.lab import REPO, Lab, wait_for
+from tests.support.lab import REPO, Lab, deployment_available, wait_for
 from tests.support.workloads import inference_deployment
 
 WINDOW = 120
@@ -40,11 +40,6 @@ def run_report(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def available(lab: Lab, ns: str, name: str, replicas: int) -> bool:
-    d = lab.apps.read_namespaced_deployment(name, ns)
-    return d.status.available_replicas == replicas and d.status.updated_replicas == replicas
-
-
 @pytest.fixture(scope="module")
 def measured(lab: Lab) -> Iterator[Measured]:
     """vLLM and TGI Deployments under steady load, with ground truth at both ends of a 2-minute window."""
@@ -60,7 +55,10 @@ def measured(lab: Lab) -> Iterator[Measured]:
         lab.apps.create_namespaced_deployment(tgi_ns, tgi)
         wait_for(
             "both Deployments Available",
-            lambda: available(lab, vllm_ns, "chat", 2) and available(lab, tgi_ns, "embedder", 2),
+            lambda: (
+                deployment_available(lab, vllm_ns, "chat", 2)
+                and deployment_available(lab, tgi_ns, "embedder", 2)
+            ),
             timeout=90,
         )
         time.sleep(20)  # a few scrapes, so the window starts with series present
@@ -133,6 +131,11 @@ def test_cost_per_request_matches_ground_truth(
         float(terms["computeCost"])
     )
     assert float(current["costPerMillionOutputTokens"]) > 0
+    # One revision, so its own numbers are the workload's.
+    (revision,) = workload["revisions"]
+    pods = lab.core.list_namespaced_pod(measured.namespaces[runtime]).items
+    assert {p.metadata.labels["pod-template-hash"] for p in pods} == {revision["podTemplateHash"]}
+    assert revision["costPerRequest"] == current["costPerRequest"]
 
     quantile = requests.get(
         f"{lab.simulator_url}/truth/latency",
@@ -193,6 +196,9 @@ def test_queries_do_not_grow_with_workloads(lab: Lab, measured: Measured) -> Non
         "--runtime",
         "vllm",
     )
+    # With --runtime vllm the TGI workload is listed too (it holds GPUs) but has no vLLM series: exit 1.
+    assert one.returncode == 0 and both.returncode == 1, one.stderr + both.stderr
+    assert len(json.loads(both.stdout)["workloads"]) == 2 * len(json.loads(one.stdout)["workloads"])
     assert json.loads(one.stdout)["queries"] == json.loads(both.stdout)["queries"]
 
 
@@ -223,7 +229,9 @@ def test_missing_gpu_series_are_named(lab: Lab, measured: Measured) -> None:
     assert result.returncode == 1
     (workload,) = json.loads(result.stdout)["workloads"]
     assert workload["current"]["costPerRequest"] is None
-    assert any("no GPU price" in m or "--kubeconfig" in m for m in workload["missing"])
+    assert any("pass --kubeconfig so nodes can be read" in m for m in workload["missing"]), workload[
+        "missing"
+    ]
 
 
 def test_catalog_prices_by_gpu_product_with_node_labels(lab: Lab, measured: Measured) -> None:

@@ -63,6 +63,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.objective",
     ),
     ("revenue-without-margin", _with("objective", {"revenuePerRequest": "0.01"}), "spec.objective"),
+    (
+        "margin-without-revenue",
+        _with("objective", {"targetGrossMargin": "0.9"}),
+        "spec.objective.revenuePerRequest",
+    ),
     ("negative-budget", _with("objective.maxCostPerRequest", "-0.001"), "spec.objective.maxCostPerRequest"),
     (
         "budget-not-a-number",

@@ -125,13 +125,27 @@ def lab_session() -> Iterator[Lab]:
     """Reuses a healthy lab, or starts one and stops it afterwards (unless COSTSLO_KEEP_LAB=1)."""
     info = _running_lab()
     started_here = info is None
-    if started_here:
-        run_lab("up")
-        info = _running_lab()
-        assert info is not None, "the lab did not come up"
-    api = config.new_client_from_config(config_file=info["kubeconfig"])
+    keep = os.environ.get("COSTSLO_KEEP_LAB") == "1"
     try:
+        if started_here:
+            run_lab("up")
+            info = _running_lab()
+            assert info is not None, "the lab did not come up"
+        assert info is not None
+        api = config.new_client_from_config(config_file=info["kubeconfig"])
         yield Lab(info=info, api=api)
     finally:
-        if started_here and os.environ.get("COSTSLO_KEEP_LAB") != "1" and _running_lab() is not None:
+        # Whatever state it is in (half started, a process crashed), a lab started here is stopped here.
+        if started_here and not keep:
             run_lab("down")
+
+
+def deployment_available(lab: Lab, ns: str, name: str, replicas: int) -> bool:
+    """The Deployment's current generation is fully rolled out with `replicas` available pods."""
+    d = lab.apps.read_namespaced_deployment(name, ns)
+    return bool(
+        d.status.available_replicas == replicas
+        and d.status.updated_replicas == replicas
+        and d.status.replicas == replicas
+        and d.status.observed_generation == d.metadata.generation
+    )

@@ -24,12 +24,15 @@ def test_valid_spec_gets_the_documented_defaults() -> None:
     assert spec.evaluation.on_missing_metrics == "Hold" and spec.evaluation.min_requests == 100
     assert spec.enforcement.mode == "Enforce" and spec.enforcement.rollout.action == "Pause"
     assert spec.pricing.output_token_weight == 2.5
-    assert spec.objective.budget_per_request == Decimal("0.001")
+    assert spec.objective.to_economics().budget == Decimal("0.001")
 
 
 def test_budget_from_revenue_and_margin() -> None:
     o = api.Objective.model_validate({"revenuePerRequest": "0.002", "targetGrossMargin": "0.9"})
-    assert o.budget_per_request == Decimal("0.0002")
+    assert o.to_economics().budget == Decimal("0.0002")
+    # Revenue may accompany a fixed budget, so that the margin is reported.
+    both = api.Objective.model_validate({"maxCostPerRequest": "0.0005", "revenuePerRequest": "0.002"})
+    assert both.to_economics().budget == Decimal("0.0005")
 
 
 @given(st.decimals(min_value=0, max_value=10**6, places=8, allow_nan=False, allow_infinity=False))

@@ -8,8 +8,8 @@ tick), so counters reproduce the offered load exactly; what varies per request i
   at saturation), so utilisation rho = served work per second / GPUs;
 - with continuous batching a request does not wait for whole requests ahead of it, only for GPU time: it
   waits in the queue for an exponential time with the M/M/1 mean S * rho / (1 - rho), where S is the GPU
-  time of one request on the pod (GPU-seconds per request / GPUs), so queueing grows without bound as rho
-  approaches 1 (rho is capped at 0.98);
+  time of one request on the pod (GPU-seconds per request / GPUs), so queueing grows steeply as rho
+  approaches 1 (rho is capped at 0.98, a mean wait of 49 S);
 - prefill takes ttftSeconds scaled by input length; each output token takes itlSeconds * (1 + rho), since
   a fuller batch slows every sequence in it;
 - a failureRate share of served requests fails after doing its work (paid, not delivered);
