@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from costslo import economics, views
-from costslo.economics import CostBreakdown, Prices
+from costslo.economics import CostBreakdown, Prices, Projection
 from costslo.metrics.promql import duration, namespace_matcher
 from costslo.metrics.window import Latency, Querier, Samples, WindowSamples, fetch_window
 from costslo.pricing import GpuPrice, PriceCatalog, PricingError, gpu_price, weighted_gpu_price
@@ -64,6 +64,7 @@ class ReportOptions:
 class RevisionRow:
     pod_template_hash: str
     cost: CostBreakdown
+    projection: Projection
     latency: Latency | None
 
 
@@ -216,14 +217,20 @@ def build(client: Querier, opts: ReportOptions) -> Report:
         latency = samples.latency(opts.latency_metric, opts.quantile)
         if latency is None and not any(m.startswith("no data for") and "latency" in m for m in missing):
             missing.append(f"no data for {opts.latency_metric} latency of {workload.ref}")
-        revisions = tuple(
-            RevisionRow(
-                r.pod_template_hash,
-                _cost(rs := window.total(r.pods), opts.window_seconds, prices),
-                rs.latency(opts.latency_metric, opts.quantile),
+        revisions = []
+        for r in workload.revisions:
+            rev_samples = window.total(r.pods)
+            rev_usage = usage_of(rev_samples, opts.window_seconds)
+            revisions.append(
+                RevisionRow(
+                    r.pod_template_hash,
+                    economics.cost_of(rev_usage, prices),
+                    # Behind one Service every revision gets the same traffic per pod, so a heavier revision
+                    # shows its cost as GPU work per request: projected at the workload's utilisation.
+                    economics.project(rev_usage, prices, fleet_utilisation=cost.utilisation),
+                    rev_samples.latency(opts.latency_metric, opts.quantile),
+                )
             )
-            for r in workload.revisions
-        )
         rows.append(
             WorkloadRow(
                 workload,
@@ -231,7 +238,7 @@ def build(client: Querier, opts: ReportOptions) -> Report:
                 price,
                 cost,
                 latency,
-                revisions,
+                tuple(revisions),
                 tuple(dict.fromkeys([*missing, *cost.missing])),
             )
         )
@@ -267,6 +274,8 @@ def to_json(report: Report) -> dict[str, Any]:
                     {
                         "podTemplateHash": rev.pod_template_hash,
                         "costPerRequest": views.plain(rev.cost.cost_per_request),
+                        "projectedCostPerRequest": views.plain(rev.projection.cost_per_request),
+                        "busyGpuSecondsPerRequest": views.plain(rev.projection.busy_gpu_seconds_per_request),
                         "requests": views.plain(rev.cost.requests),
                         "latencySeconds": views.plain(rev.latency.seconds) if rev.latency else None,
                     }

@@ -305,3 +305,49 @@ def test_library_gives_what_the_cli_prints(lab: Lab, measured: Measured) -> None
     cli = report_for(lab, measured, "tgi")
     assert row.cost.cost_per_request is not None
     assert format(row.cost.cost_per_request, "f") == cli["current"]["costPerRequest"]
+
+
+def test_a_heavier_canary_shows_in_projected_not_observed_cost(lab: Lab) -> None:
+    """Behind one Service a canary gets the same traffic per pod as the old revision, so its observed cost
+    per request looks the same; what differs is GPU work per request, hence the projected cost."""
+    with lab.namespace("swap") as ns:
+        lab.apps.create_namespaced_deployment(ns, inference_deployment("swap", replicas=2, offered_rps=6.0))
+        wait_for("swap Available", lambda: deployment_available(lab, ns, "swap", 2), timeout=90)
+        sets = lab.apps.list_namespaced_replica_set(ns).items
+        (old_hash,) = [rs.metadata.labels["pod-template-hash"] for rs in sets]
+        heavier = {
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": {"simulator.costslo.dev/profile": "llama-3.1-70b-h100"}}
+                }
+            }
+        }
+        lab.apps.patch_namespaced_deployment("swap", ns, heavier)
+
+        def canary() -> Any:
+            return next(
+                (
+                    rs
+                    for rs in lab.apps.list_namespaced_replica_set(ns).items
+                    if rs.metadata.labels["pod-template-hash"] != old_hash
+                ),
+                None,
+            )
+
+        wait_for("the canary ReplicaSet", canary, timeout=30)
+        lab.apps.patch_namespaced_deployment("swap", ns, {"spec": {"paused": True}})
+        wait_for("the canary pod ready", lambda: (canary().status.ready_replicas or 0) == 1, timeout=60)
+        new_hash = canary().metadata.labels["pod-template-hash"]
+        time.sleep(75)
+        result = run_report(lab, "--namespace", ns, "--window", "60s", "--gpu-hourly", "3", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    (workload,) = json.loads(result.stdout)["workloads"]
+    revisions = {r["podTemplateHash"]: r for r in workload["revisions"]}
+    old, new = revisions[old_hash], revisions[new_hash]
+    # Same traffic per pod and the same GPU per pod: the observed costs agree...
+    assert float(new["costPerRequest"]) == pytest.approx(float(old["costPerRequest"]), rel=0.05)
+    # ...but the 70B model does 0.322 GPU-seconds of work per request against the 8B's 0.07.
+    assert old["busyGpuSecondsPerRequest"] == pytest.approx(0.07, rel=0.07)
+    assert new["busyGpuSecondsPerRequest"] == pytest.approx(0.3222, rel=0.07)
+    ratio = float(new["projectedCostPerRequest"]) / float(old["projectedCostPerRequest"])
+    assert ratio == pytest.approx(0.3222 / 0.07, rel=0.1)
