@@ -389,6 +389,7 @@ class Condition(_Status):
 class CostSLOStatus(_Status):
     observed_generation: int | None = None
     phase: Phase | None = None
+    message: str | None = Field(None, description="Why the phase is what it is, with the numbers.")
     budget: str | None = Field(None, description="Budget per delivered request, USD.")
     current: CurrentCost | None = None
     revisions: list[RevisionCost] = Field(default_factory=list)

@@ -341,3 +341,70 @@ def _short(value: Any) -> str:
 
 def _percent(value: Any) -> str:
     return "-" if value is None else f"{100 * float(value):.0f}%"
+
+
+@app.command()
+def run(
+    prometheus_url: Annotated[
+        str, typer.Option(envvar="PROMETHEUS_URL", help="Prometheus (or Thanos, Mimir).")
+    ],
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Watch only these namespaces (repeatable).")
+    ] = None,
+    interval: Annotated[str, typer.Option(envvar="COSTSLO_INTERVAL", help="Evaluation interval.")] = "30s",
+    price_catalog: Annotated[
+        Path | None,
+        typer.Option(envvar="COSTSLO_PRICE_CATALOG", exists=True, dir_okay=False, help="Price catalog YAML."),
+    ] = None,
+    kubeconfig: Annotated[
+        str | None, typer.Option(envvar="KUBECONFIG", help="Kubeconfig (else in-cluster).")
+    ] = None,
+    pod_labels: Annotated[
+        str, typer.Option(help="pod-monitor (namespace/pod) or kubernetes-sd.")
+    ] = "pod-monitor",
+    gpu_labels: Annotated[
+        str, typer.Option(help="DCGM pod labels: auto, exported, plain, old-namespace.")
+    ] = "auto",
+    bearer_token_file: Annotated[
+        Path | None, typer.Option(help="File with a bearer token for Prometheus.")
+    ] = None,
+    header: Annotated[list[str] | None, typer.Option(help="Extra header 'Name: value' (repeatable).")] = None,
+    standalone: Annotated[bool, typer.Option(help="No peering: the only operator instance.")] = True,
+    liveness: Annotated[
+        str, typer.Option(help="Liveness endpoint URL to serve.")
+    ] = "http://0.0.0.0:8080/healthz",
+    log_format: LogFormatOption = "auto",
+) -> None:
+    """Run the operator: keep every CostSLO's status live from Prometheus."""
+    from costslo import api
+    from costslo.metrics.prometheus import PrometheusConfig
+    from costslo.runtimes import LabelConfig
+    from costslo.settings import OperatorSettings
+
+    logconfig.configure(log_format)
+    try:
+        settings = OperatorSettings(
+            prometheus=PrometheusConfig(
+                url=prometheus_url,
+                bearer_token_file=bearer_token_file,
+                headers=dict(_header(h) for h in header or []),
+            ),
+            interval_seconds=api.parse_duration(interval).total_seconds(),
+            namespaces=tuple(namespace or ()),
+            labels=LabelConfig.from_modes(pod_labels, gpu_labels),  # type: ignore[arg-type]
+            price_catalog=price_catalog,
+            kubeconfig=kubeconfig,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    import kopf
+
+    from costslo import handlers
+
+    handlers.configure(settings)
+    kopf.run(
+        clusterwide=not namespace,
+        namespaces=list(namespace or []),
+        standalone=standalone,
+        liveness_endpoint=liveness,
+    )

@@ -1,0 +1,334 @@
+"""One evaluation cycle for every CostSLO: inventory + metrics -> economics -> verdict -> new status.
+
+Queries are batched: one fetch per (runtime, window) over the namespaces of all CostSLOs using that
+runtime, so the number of PromQL queries per cycle does not grow with the number of CostSLOs. No I/O here
+besides the Prometheus client handed in; writing status is the caller's job (actions/status.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from costslo import api, economics, views
+from costslo.economics import CostBreakdown, Prices
+from costslo.inventory import Inventory, TargetPods
+from costslo.metrics.prometheus import PrometheusError
+from costslo.metrics.window import Latency, Querier, Samples, WindowSamples, fetch_window
+from costslo.pricing import GpuPrice, PriceCatalog, PricingError, gpu_price, weighted_gpu_price
+from costslo.runtimes import LATENCY_QUANTITY, LabelConfig, Quantity, RuntimePreset, preset_for
+from costslo.usage import usage_of
+from costslo.verdict import Policy, Standing, Verdict, WindowReading, judge, merge_conditions
+
+log = structlog.get_logger(__name__)
+
+SPEC_VALID = "SpecValid"
+
+
+@dataclass(frozen=True)
+class SloObject:
+    """A CostSLO as the evaluator needs it; spec is None when it does not parse."""
+
+    namespace: str
+    name: str
+    generation: int
+    spec: api.CostSLOSpec | None
+    spec_error: str | None
+    status: api.CostSLOStatus
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The new status of one CostSLO and what changed, for events."""
+
+    slo: SloObject
+    status: dict[str, Any]
+    verdict: Verdict | None
+    phase: str
+
+
+@dataclass
+class EvaluatorConfig:
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    catalog: PriceCatalog | None = None
+
+
+def _now_iso(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _money(value: Any) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+class Evaluator:
+    def __init__(self, client: Querier, inventory: Inventory, config: EvaluatorConfig | None = None) -> None:
+        self._client = client
+        self._inventory = inventory
+        self._config = config or EvaluatorConfig()
+
+    def cycle(self, slos: Sequence[SloObject], now: float) -> list[Evaluation]:
+        """Evaluates every CostSLO once."""
+        valid: list[tuple[SloObject, api.CostSLOSpec, RuntimePreset]] = []
+        results: list[Evaluation] = []
+        for slo in slos:
+            if slo.spec is None:
+                results.append(self._invalid(slo, slo.spec_error or "the spec does not parse", now))
+                continue
+            try:
+                queries = slo.spec.serving.queries.by_quantity() if slo.spec.serving.queries else None
+                preset = preset_for(slo.spec.serving.runtime, queries)
+            except ValueError as exc:
+                results.append(self._invalid(slo, str(exc), now))
+                continue
+            valid.append((slo, slo.spec, preset))
+
+        windows: dict[tuple[str, float], WindowSamples | str] = {}
+        for (preset_name, window), group in _batches(valid).items():
+            preset = group[0][2]
+            namespaces = {slo.namespace for slo, _, _ in group}
+            metrics = tuple(
+                sorted(
+                    {
+                        spec.objective.latency.metric if spec.objective.latency else "e2e"
+                        for _, spec, _ in group
+                    }
+                )
+            )
+            try:
+                windows[(preset_name, window)] = fetch_window(
+                    self._client,
+                    preset,
+                    self._config.labels,
+                    window,
+                    namespaces,
+                    now,
+                    latency_metrics=metrics,
+                )
+            except PrometheusError as exc:
+                windows[(preset_name, window)] = str(exc)
+        for slo, spec, preset in valid:
+            results.append(self._evaluate(slo, spec, preset, windows, now))
+        return results
+
+    # -- one CostSLO -----------------------------------------------------------------------------------
+    def _evaluate(
+        self,
+        slo: SloObject,
+        spec: api.CostSLOSpec,
+        preset: RuntimePreset,
+        windows: Mapping[tuple[str, float], WindowSamples | str],
+        now: float,
+    ) -> Evaluation:
+        long_s = api.parse_duration(spec.evaluation.windows.long).total_seconds()
+        short_s = api.parse_duration(spec.evaluation.windows.short).total_seconds()
+        target = self._inventory.target(slo.namespace, spec.target_ref.name, since=now - long_s)
+        policy = Policy.from_spec(spec)
+        if not target.found:
+            reason = (
+                f"Deployment {spec.target_ref.name} not found in namespace {slo.namespace}: "
+                "check spec.targetRef.name"
+            )
+            readings = [WindowReading(None, None, missing=(reason,))] * 2
+        else:
+            readings = []
+        costs: list[CostBreakdown | None] = []
+        latencies: list[Latency | None] = []
+        samples_long: tuple[WindowSamples, Samples] | None = None
+        for seconds in (long_s, short_s):
+            window = windows[(_key(preset, slo), seconds)]
+            if not target.found:
+                costs.append(None)
+                latencies.append(None)
+                continue
+            if isinstance(window, str):
+                readings.append(WindowReading(None, None, missing=(f"Prometheus query failed: {window}",)))
+                costs.append(None)
+                latencies.append(None)
+                continue
+            samples = window.total(target.pods)
+            prices, price_gap = self._prices(spec, target, window)
+            cost = economics.cost_of(usage_of(samples, seconds), prices, spec.objective.revenue_per_request)
+            latency = samples.latency(policy_metric(spec), policy.latency_quantile)
+            missing = tuple(window.missing[q] for q in window.missing if _cost_input_missing(q, samples))
+            readings.append(
+                WindowReading.of_cost(
+                    cost,
+                    latency_seconds=latency.seconds if latency else None,
+                    latency_kind=latency.kind if latency else "quantile",
+                    latency_missing=() if latency else (f"no data for {policy_metric(spec)} latency",),
+                    missing=missing + ((price_gap,) if price_gap else ()),
+                )
+            )
+            costs.append(cost)
+            latencies.append(latency)
+            if seconds == long_s:
+                samples_long = (window, samples)
+        verdict = judge(readings[0], readings[1], policy, Standing.from_conditions(slo.status.conditions))
+        status = self._status(slo, spec, target, verdict, costs[0], latencies[0], samples_long, long_s, now)
+        return Evaluation(slo, status, verdict, verdict.phase)
+
+    def _prices(
+        self, spec: api.CostSLOSpec, target: TargetPods, window: WindowSamples
+    ) -> tuple[Prices, str | None]:
+        p = spec.pricing
+        base = Prices(
+            gpu_hourly=p.gpu_hourly,
+            per_replica_hourly=p.per_replica_hourly,
+            supporting_cost_per_request=p.supporting_cost_per_request,
+            energy_per_kwh=p.energy_per_kwh,
+            api_input_per_million=p.api.input_per_million_tokens if p.api else None,
+            api_output_per_million=p.api.output_per_million_tokens if p.api else None,
+            output_token_weight=p.output_token_weight,
+        )
+        if p.gpu_hourly is not None or p.api is not None:
+            return base, None
+        try:
+            price = self._catalog_price(target, window)
+        except PricingError as exc:
+            return base, str(exc)
+        return replace(base, gpu_hourly=price.hourly), None
+
+    def _catalog_price(self, target: TargetPods, window: WindowSamples) -> GpuPrice:
+        if self._config.catalog is None:
+            raise PricingError(
+                "no GPU price: set spec.pricing.gpuHourly or give the operator a price catalog"
+            )
+        parts = []
+        for pod in target.pods:
+            node = self._inventory.node_of(pod)
+            labels = self._inventory.node_labels(node) if node else None
+            if labels is None:
+                continue
+            held = window.pods[pod].gpu_seconds if pod in window.pods else None
+            parts.append((gpu_price(labels, catalog=self._config.catalog), held or 0.0))
+        if not parts:
+            raise PricingError("no node of the target's pods is known, so the catalog cannot price its GPUs")
+        try:
+            return weighted_gpu_price(parts)
+        except ValueError as exc:
+            raise PricingError(f"cannot price the target's GPUs: {exc}") from None
+
+    def _status(
+        self,
+        slo: SloObject,
+        spec: api.CostSLOSpec,
+        target: TargetPods,
+        verdict: Verdict,
+        cost: CostBreakdown | None,
+        latency: Latency | None,
+        samples_long: tuple[WindowSamples, Samples] | None,
+        long_s: float,
+        now: float,
+    ) -> dict[str, Any]:
+        current: dict[str, Any] = {"window": spec.evaluation.windows.long}
+        revisions: list[dict[str, Any]] = []
+        if cost is not None:
+            current.update(views.current_fields(cost))
+            current["latencySeconds"] = views.plain(latency.seconds) if latency else None
+        if samples_long is not None and cost is not None:
+            window, _ = samples_long
+            prices, _gap = self._prices(spec, target, window)
+            for rev in target.revisions:
+                usage = usage_of(window.total(rev.pods), long_s)
+                rev_cost = economics.cost_of(usage, prices)
+                projection = economics.project(usage, prices, fleet_utilisation=cost.utilisation)
+                rev_latency = window.total(rev.pods).latency(
+                    policy_metric(spec), Policy.from_spec(spec).latency_quantile
+                )
+                revisions.append(
+                    {
+                        "podTemplateHash": rev.pod_template_hash,
+                        "revision": rev.revision,
+                        "costPerRequest": _money(rev_cost.cost_per_request),
+                        "projectedCostPerRequest": _money(projection.cost_per_request),
+                        "latencySeconds": views.plain(rev_latency.seconds) if rev_latency else None,
+                        "requests": views.plain(rev_cost.requests),
+                    }
+                )
+            current["projectedCostPerRequest"] = next(
+                (r["projectedCostPerRequest"] for r in reversed(revisions) if r["projectedCostPerRequest"]),
+                None,
+            )
+        spec_valid = api.Condition(
+            type=SPEC_VALID, status="True", reason="SpecValid", message="", last_transition_time=_now_iso(now)
+        )
+        conditions = merge_conditions(
+            [c for c in slo.status.conditions if c.type != SPEC_VALID],
+            verdict.conditions,
+            _now_iso(now),
+            slo.generation,
+        )
+        previous_valid = next((c for c in slo.status.conditions if c.type == SPEC_VALID), None)
+        if previous_valid is not None and previous_valid.status == "True":
+            spec_valid = previous_valid
+        return {
+            "observedGeneration": slo.generation,
+            "phase": verdict.phase,
+            "budget": _money(spec.objective.to_economics().budget),
+            "current": {k: v for k, v in current.items() if v is not None},
+            "revisions": revisions,
+            "lastEvaluationTime": _now_iso(now),
+            "message": verdict.reason,
+            "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in [spec_valid, *conditions]],
+        }
+
+    def _invalid(self, slo: SloObject, message: str, now: float) -> Evaluation:
+        previous = next((c for c in slo.status.conditions if c.type == SPEC_VALID), None)
+        since = previous.last_transition_time if previous and previous.status == "False" else _now_iso(now)
+        condition = api.Condition(
+            type=SPEC_VALID,
+            status="False",
+            reason="InvalidSpec",
+            message=message,
+            last_transition_time=since,
+            observed_generation=slo.generation,
+        )
+        others = [c for c in slo.status.conditions if c.type != SPEC_VALID]
+        return Evaluation(
+            slo,
+            {
+                "observedGeneration": slo.generation,
+                "phase": "InvalidSpec",
+                "message": message,
+                "lastEvaluationTime": _now_iso(now),
+                "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in [condition, *others]],
+            },
+            None,
+            "InvalidSpec",
+        )
+
+
+def policy_metric(spec: api.CostSLOSpec) -> Any:
+    return spec.objective.latency.metric if spec.objective.latency else "e2e"
+
+
+def _key(preset: RuntimePreset, slo: SloObject) -> str:
+    # Custom presets carry each CostSLO's own queries, so they are never shared.
+    return f"custom/{slo.namespace}/{slo.name}" if preset.name == "custom" else preset.name
+
+
+def _batches(
+    valid: Iterable[tuple[SloObject, api.CostSLOSpec, RuntimePreset]],
+) -> dict[tuple[str, float], list[tuple[SloObject, api.CostSLOSpec, RuntimePreset]]]:
+    """CostSLOs that share a runtime preset and a window share one fetch."""
+    out: dict[tuple[str, float], list[tuple[SloObject, api.CostSLOSpec, RuntimePreset]]] = {}
+    for item in valid:
+        spec = item[1]
+        for w in (spec.evaluation.windows.long, spec.evaluation.windows.short):
+            out.setdefault((_key(item[2], item[0]), api.parse_duration(w).total_seconds()), []).append(item)
+    return out
+
+
+def _cost_input_missing(quantity: Quantity, samples: Samples) -> bool:
+    """A quantity the cost needs and this target lacks (latency gaps are judged apart)."""
+    if quantity in _NOT_COST_INPUTS:
+        return False
+    return getattr(samples, quantity.value, None) is None
+
+
+_NOT_COST_INPUTS = frozenset({Quantity.CURRENT_GPUS, Quantity.ENERGY_JOULES, *LATENCY_QUANTITY.values()})

@@ -1,0 +1,84 @@
+"""kopf registrations, and nothing else: each handler hands the event to the operator loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from costslo import api
+from costslo.loop import OperatorLoop
+from costslo.settings import OperatorSettings
+
+_settings: OperatorSettings | None = None
+
+
+def configure(settings: OperatorSettings) -> None:
+    """Settings for the next operator start (kopf calls the handlers; `costslo run` calls this first)."""
+    global _settings
+    _settings = settings
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    if _settings is None:
+        raise kopf.PermanentError("costslo.handlers.configure() was not called; start with `costslo run`")
+    # Watch streams can go quiet without an error; reconnect before that goes unnoticed.
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.posting.enabled = False  # our own Events carry the numbers
+    # Every status write comes back as a watch event; kopf's per-handler success lines would drown the log.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    from kubernetes import client, config
+
+    if _settings.kubeconfig:
+        api_client = config.new_client_from_config(config_file=_settings.kubeconfig)
+    else:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        api_client = client.ApiClient()
+    memo.loop = OperatorLoop(_settings, api_client)
+    memo.task = asyncio.create_task(memo.loop.run())
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _deleted(event: kopf.RawEvent) -> bool:
+    return event["type"] == "DELETED"
+
+
+@kopf.on.event("", "v1", "pods")
+async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.loop.inventory.pod(event["object"], deleted=_deleted(event))
+
+
+@kopf.on.event("apps", "v1", "replicasets")
+async def replicaset_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.loop.inventory.replicaset(event["object"], deleted=_deleted(event))
+
+
+@kopf.on.event("apps", "v1", "deployments")
+async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.loop.inventory.deployment(event["object"], deleted=_deleted(event))
+
+
+@kopf.on.event("", "v1", "nodes")
+async def node_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.loop.inventory.node(event["object"], deleted=_deleted(event))
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+async def costslo_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.loop.costslo(event["object"], deleted=_deleted(event))

@@ -1,0 +1,155 @@
+"""The operator's one evaluation loop: every interval, evaluate every CostSLO, then write what changed.
+
+One loop for all CostSLOs (not a timer per object), so PromQL queries are batched across them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from costslo import api
+from costslo.actions.status import StatusWriter, needs_write
+from costslo.evaluator import Evaluation, Evaluator, EvaluatorConfig, SloObject
+from costslo.inventory import Inventory
+from costslo.metrics.prometheus import PrometheusClient
+from costslo.pricing import read_catalog
+from costslo.settings import OperatorSettings
+
+log = structlog.get_logger(__name__)
+
+STARTUP_GRACE_SECONDS = 5.0
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A pydantic error as one sentence naming the fields, for a SpecValid=False condition."""
+    parts = []
+    for err in exc.errors():
+        where = "spec." + ".".join(str(p) for p in err["loc"]) if err["loc"] else "spec"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def slo_object(body: Mapping[str, Any]) -> SloObject:
+    """A CostSLO from a watch event; a spec that does not parse becomes spec_error, never an exception."""
+    meta = body.get("metadata", {})
+    try:
+        spec: api.CostSLOSpec | None = api.CostSLOSpec.model_validate(body.get("spec") or {})
+        error = None
+    except ValidationError as exc:
+        spec, error = None, describe_errors(exc)
+    try:
+        status = api.CostSLOStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        status = api.CostSLOStatus()
+    return SloObject(
+        str(meta.get("namespace")),
+        str(meta.get("name")),
+        int(meta.get("generation") or 0),
+        spec,
+        error,
+        status,
+    )
+
+
+class OperatorLoop:
+    """Holds what the watches have told us and runs the evaluation cycle."""
+
+    def __init__(self, settings: OperatorSettings, api_client: Any) -> None:
+        self.settings = settings
+        self.inventory = Inventory()
+        self.slos: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.client = PrometheusClient(settings.prometheus)
+        catalog = read_catalog(settings.price_catalog) if settings.price_catalog else None
+        self.evaluator = Evaluator(self.client, self.inventory, EvaluatorConfig(settings.labels, catalog))
+        self.writer = StatusWriter(api_client)
+        self._written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._phases: dict[tuple[str, str], str] = {}
+        self.cycles = 0
+
+    def costslo(self, body: Mapping[str, Any], deleted: bool) -> None:
+        key = (str(body["metadata"]["namespace"]), str(body["metadata"]["name"]))
+        if deleted:
+            self.slos.pop(key, None)
+            self._written.pop(key, None)
+            self._phases.pop(key, None)
+        else:
+            self.slos[key] = body
+
+    async def run(self) -> None:
+        """Evaluates every interval until cancelled; a failing cycle is logged, never fatal."""
+        # Let the watches deliver their initial lists first: judging an empty inventory would announce
+        # "target not found" for every CostSLO on each restart.
+        await asyncio.sleep(min(self.settings.interval_seconds, STARTUP_GRACE_SECONDS))
+        while True:
+            started = time.monotonic()
+            try:
+                await asyncio.to_thread(self.cycle)
+            except Exception:  # one bad cycle must not stop the operator
+                log.exception("evaluation cycle failed")
+            await asyncio.sleep(max(0.0, self.settings.interval_seconds - (time.monotonic() - started)))
+
+    def cycle(self) -> list[Evaluation]:
+        now = time.time()
+        before = self.client.queries
+        slos = [slo_object(b) for b in list(self.slos.values())]
+        results = self.evaluator.cycle(slos, now)
+        for ev in results:
+            self._act(ev, now)
+        self.inventory.forget_old()
+        self.cycles += 1
+        log.info(
+            "evaluated",
+            costslos=len(slos),
+            queries=self.client.queries - before,
+            seconds=round(time.time() - now, 3),
+        )
+        return results
+
+    def _act(self, ev: Evaluation, now: float) -> None:
+        key = (ev.slo.namespace, ev.slo.name)
+        body = self.slos.get(key, {})
+        last = self._written.get(key)
+        previous = last[1] if last else dict(body.get("status") or {}) or None
+        since = now - last[0] if last else float("inf")
+        bound = log.bind(namespace=ev.slo.namespace, name=ev.slo.name)
+        try:
+            if needs_write(previous, ev.status, since):
+                self.writer.write_status(ev.slo.namespace, ev.slo.name, ev.status)
+                self._written[key] = (now, ev.status)
+            old_phase = self._phases.get(key) or (body.get("status") or {}).get("phase")
+            if old_phase != ev.phase:
+                self._phases[key] = ev.phase
+                self._announce(ev, body, old_phase, now)
+        except Exception as exc:
+            bound.warning("cannot write status", error=str(exc))
+
+    def _announce(self, ev: Evaluation, body: Mapping[str, Any], old: str | None, now: float) -> None:
+        message = str(ev.status.get("message") or ev.phase)
+        type_ = "Normal" if ev.phase in ("Met", "InsufficientTraffic", "Pending") else "Warning"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        uid = body.get("metadata", {}).get("uid")
+        self.writer.event(
+            ev.slo.namespace,
+            ev.slo.name,
+            uid,
+            api.KIND,
+            f"{api.GROUP}/{api.VERSION}",
+            type_,
+            ev.phase,
+            f"{old or 'new'} -> {ev.phase}: {message}",
+            stamp,
+        )
+        spec = ev.slo.spec
+        if (
+            spec is not None
+            and spec.enforcement.mode == "Enforce"
+            and self.inventory.target(ev.slo.namespace, spec.target_ref.name).found
+        ):
+            cost = (ev.status.get("current") or {}).get("costPerRequest")
+            self.writer.annotate_target(ev.slo.namespace, spec.target_ref.name, cost, ev.phase)

@@ -1,0 +1,19 @@
+"""Operator settings, from `costslo run` flags (or their environment variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from costslo.metrics.prometheus import PrometheusConfig
+from costslo.runtimes import LabelConfig
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    prometheus: PrometheusConfig
+    interval_seconds: float = 30.0
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    price_catalog: Path | None = None
+    kubeconfig: str | None = None

@@ -1,0 +1,154 @@
+"""`costslo run` against the lab: every CostSLO's status becomes live, with the phase the numbers call for,
+the printer columns filled, Events on phase changes, and a fixed number of queries per cycle."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.support.costslos import costslo
+from tests.support.lab import REPO, Lab, deployment_available, wait_for
+from tests.support.workloads import inference_deployment
+
+GROUP, VERSION, PLURAL = "costslo.dev", "v1alpha1", "costslos"
+OFFERED_RPS = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def operator(lab: Lab, costslo_crd: None) -> Iterator[subprocess.Popen[str]]:
+    """The operator as a user runs it, against the lab, evaluating every 5 s."""
+    log = open(REPO / ".pytest_cache" / "operator.log", "w")  # noqa: SIM115 - closed below
+    env = {**os.environ, "KUBECONFIG": lab.kubeconfig, "PROMETHEUS_URL": lab.prometheus_url}
+    proc = subprocess.Popen(
+        [
+            str(REPO / ".venv" / "bin" / "costslo"),
+            "run",
+            "--interval",
+            "5s",
+            "--log-format",
+            "json",
+            "--liveness",
+            f"http://127.0.0.1:{free_port()}/healthz",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def slo(name: str, target: str, budget: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "targetRef": {"name": target},
+        "objective": {"maxCostPerRequest": budget, "latency": {"thresholdSeconds": 60}},
+        "pricing": {"gpuHourly": "3.00"},
+        "evaluation": {"windows": {"long": "2m", "short": "1m"}, "minRequests": 50},
+    }
+    body.update(spec)
+    return costslo(name, body)
+
+
+def status_of(lab: Lab, ns: str, name: str) -> dict[str, Any]:
+    obj = client.CustomObjectsApi(lab.api).get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+    return dict(obj.get("status") or {})
+
+
+@pytest.fixture(scope="module")
+def judged(lab: Lab, operator: subprocess.Popen[str]) -> Iterator[str]:
+    with lab.namespace("op") as ns:
+        lab.apps.create_namespaced_deployment(
+            ns, inference_deployment("chat", replicas=2, offered_rps=OFFERED_RPS)
+        )
+        wait_for("chat Available", lambda: deployment_available(lab, ns, "chat", 2), timeout=90)
+        api = client.CustomObjectsApi(lab.api)
+        for body in (
+            slo("generous", "chat", "0.01"),
+            slo("stingy", "chat", "0.00001", enforcement={"mode": "Report"}),
+            slo("orphan", "no-such-deployment", "0.01"),
+        ):
+            api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+        wait_for(
+            "every CostSLO judged",
+            lambda: (
+                all(
+                    status_of(lab, ns, n).get("phase") in ("Met", "Breached", "MetricsUnavailable")
+                    for n in ("generous", "stingy", "orphan")
+                )
+                and status_of(lab, ns, "generous").get("phase") == "Met"
+            ),
+            timeout=120,
+            interval=2,
+        )
+        yield ns
+
+
+def test_status_shows_live_cost_and_the_phase_it_calls_for(lab: Lab, judged: str) -> None:
+    generous, stingy = status_of(lab, judged, "generous"), status_of(lab, judged, "stingy")
+    assert generous["phase"] == "Met" and stingy["phase"] == "Breached"
+    current = generous["current"]
+    # 2 pods x 1 GPU x $3/h over ~10 req/s of which ~99% delivered, once the window is full.
+    expected = 2 * 3.0 / 3600 / (OFFERED_RPS * 0.99)
+    assert float(current["costPerRequest"]) == pytest.approx(expected, rel=0.5)
+    assert generous["budget"] == "0.01" and generous["observedGeneration"] == 1
+    assert "over the budget" in stingy["message"]
+    conditions = {c["type"]: c for c in generous["conditions"]}
+    assert conditions["SLOMet"]["status"] == "True" and conditions["SpecValid"]["status"] == "True"
+    assert (
+        conditions["RolloutAllowed"]["status"] == "True"
+        and conditions["MetricsAvailable"]["status"] == "True"
+    )
+    (revision,) = generous["revisions"]
+    assert revision["costPerRequest"] and revision["podTemplateHash"]
+
+
+def test_a_missing_target_is_a_condition_with_a_sentence(lab: Lab, judged: str) -> None:
+    orphan = status_of(lab, judged, "orphan")
+    assert orphan["phase"] == "MetricsUnavailable"
+    assert "no-such-deployment not found" in orphan["message"]
+
+
+def test_printer_columns_and_events(lab: Lab, judged: str) -> None:
+    table = lab.kubectl("get", "cslo", "-n", judged).stdout
+    row = next(line for line in table.splitlines() if line.startswith("generous"))
+    assert "chat" in row and "0.01" in row and "Met" in row
+    events = lab.core.list_namespaced_event(judged).items
+    reasons = {(e.involved_object.name, e.reason) for e in events if e.involved_object.kind == "CostSLO"}
+    assert ("stingy", "Breached") in reasons and ("generous", "Met") in reasons
+    # Enforce mode marks the Deployment; Report mode (stingy) never writes it.
+    annotations = lab.apps.read_namespaced_deployment("chat", judged).metadata.annotations
+    assert annotations["costslo.dev/phase"] == "Met"
+
+
+def test_queries_per_cycle_do_not_grow_with_costslos(lab: Lab, judged: str) -> None:
+    log = (REPO / ".pytest_cache" / "operator.log").read_text()
+    import json
+
+    cycles = [json.loads(line) for line in log.splitlines() if '"evaluated"' in line]
+    counts = {(c["costslos"], c["queries"]) for c in cycles if c["costslos"] >= 3}
+    assert counts, log[-2000:]
+    # One vLLM fetch per window (long, short), shared by all three CostSLOs.
+    assert {q for _, q in counts} == {26}

@@ -1,0 +1,94 @@
+"""The operator's inventory (pods -> ReplicaSet -> Deployment) and when status is worth writing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from costslo.actions.status import HEARTBEAT_SECONDS, needs_write
+from costslo.inventory import Inventory
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pod(name: str, rs: str, gpus: int = 1, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "namespace": "ml",
+        "name": name,
+        "ownerReferences": [{"kind": "ReplicaSet", "name": rs, "controller": True}],
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {
+        "metadata": meta,
+        "spec": {
+            "nodeName": "gpu-a",
+            "containers": [{"name": "vllm", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
+        },
+    }
+
+
+def rs(name: str, revision: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "ml",
+            "name": name,
+            "annotations": {"deployment.kubernetes.io/revision": revision},
+            "ownerReferences": [{"kind": "Deployment", "name": "chat", "controller": True}],
+        }
+    }
+
+
+def test_inventory_groups_pods_by_revision_and_keeps_recently_deleted_ones() -> None:
+    clock = Clock()
+    inv = Inventory(retention_seconds=600, clock=clock)
+    inv.deployment({"metadata": {"namespace": "ml", "name": "chat"}})
+    inv.replicaset(rs("chat-aaa", "1"))
+    inv.replicaset(rs("chat-bbb", "2"))
+    for p in (pod("chat-aaa-1", "chat-aaa"), pod("chat-aaa-2", "chat-aaa"), pod("chat-bbb-1", "chat-bbb", 4)):
+        inv.pod(p)
+    target = inv.target("ml", "chat")
+    assert target.found
+    assert {(r.pod_template_hash, r.revision, len(r.pods)) for r in target.revisions} == {
+        ("aaa", "1", 2),
+        ("bbb", "2", 1),
+    }
+    inv.pod(pod("chat-aaa-1", "chat-aaa"), deleted=True)
+    clock.now += 300
+    # Deleted 300 s ago: still in a 10-minute window, not in a 1-minute one.
+    assert len(inv.target("ml", "chat", since=clock.now - 600).pods) == 3
+    assert len(inv.target("ml", "chat", since=clock.now - 60).pods) == 2
+    clock.now += 400
+    inv.forget_old()
+    assert len(inv.target("ml", "chat").pods) == 2
+    assert not inv.target("ml", "other").found
+
+
+def test_status_is_written_only_when_something_material_changes() -> None:
+    base = {
+        "phase": "Met",
+        "current": {"costPerRequest": "0.000123456", "gpuUtilisation": 0.4567},
+        "lastEvaluationTime": "2026-01-01T00:00:00Z",
+        "conditions": [{"type": "SLOMet", "status": "True", "lastTransitionTime": "t0"}],
+    }
+    noise = {
+        **base,
+        "current": {"costPerRequest": "0.000123499", "gpuUtilisation": 0.4571},
+        "lastEvaluationTime": "2026-01-01T00:00:30Z",
+    }
+    assert not needs_write(base, noise, seconds_since_write=30)
+    assert needs_write(base, noise, seconds_since_write=HEARTBEAT_SECONDS)
+    moved = {**base, "current": {"costPerRequest": "0.000131", "gpuUtilisation": 0.4567}}
+    assert needs_write(base, moved, seconds_since_write=30)
+    assert needs_write(base, {**base, "phase": "Breached"}, seconds_since_write=30)
+    flipped = {**base, "conditions": [{"type": "SLOMet", "status": "False", "lastTransitionTime": "t1"}]}
+    assert needs_write(base, flipped, seconds_since_write=30)
+    assert needs_write(None, base, seconds_since_write=0)
