@@ -28,6 +28,17 @@ kubectl -n ml get pods -o wide
 pod_uids() { kubectl -n ml get pods -o jsonpath='{.items[*].metadata.uid}'; }
 DEMO_POD_UIDS=$(pod_uids)
 
+step "Installing the CostSLO CRD and examples/costslo-summariser.yaml (budget \$0.0002 per request)"
+kubectl apply -f "$repo/crds/"
+kubectl wait --for condition=established crd/costslos.costslo.dev --timeout=30s
+kubectl apply -f "$repo/examples/costslo-summariser.yaml"
+
+step "Starting the operator: costslo run (log: $LAB_DIR/logs/operator.log)"
+"$repo/.venv/bin/costslo" run --interval 10s --liveness "http://127.0.0.1:${LAB_OPERATOR_PORT:-28099}/healthz" \
+  --log-format json >"$LAB_DIR/logs/operator.log" 2>&1 &
+operator_pid=$!
+trap 'kill "$operator_pid" 2>/dev/null || true' EXIT
+
 step "Waiting 75s for a full minute of metrics"
 sleep 75
 step "Delivered requests/s per pod (vLLM, finished_reason stop|length)"
@@ -38,6 +49,9 @@ step "p95 end-to-end latency (s)"
 promql 'histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{namespace="ml"}[1m])))'
 step "GPUs requested (kube-state-metrics)"
 promql 'sum(kube_pod_container_resource_requests{namespace="ml",resource="nvidia_com_gpu"})'
+step "The CostSLOs, as the operator keeps them (kubectl -n ml get cslo -o wide)"
+kubectl -n ml get cslo -o wide
+kubectl -n ml get cslo summariser -o jsonpath='    {.status.message}{"\n"}'
 
 step "Model swap: Llama 3.1 70B on 4 H100s per replica replaces Llama 3.1 8B on one"
 kubectl -n ml patch deployment summariser --type strategic -p '{"spec":{"template":{
@@ -53,6 +67,11 @@ step "p95 end-to-end latency (s) after the swap"
 promql 'histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{namespace="ml"}[1m])))'
 step "GPUs requested after the swap (kube-state-metrics)"
 promql 'sum(kube_pod_container_resource_requests{namespace="ml",resource="nvidia_com_gpu"})'
+step "The CostSLOs after the swap: 4x the GPUs for the same traffic breaks the budget"
+kubectl -n ml get cslo -o wide
+kubectl -n ml get cslo summariser -o jsonpath='    {.status.message}{"\n"}'
+step "Events"
+kubectl -n ml get events --field-selector involvedObject.kind=CostSLO -o custom-columns=TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message
 
 step "Ground truth from the simulator: $COSTSLO_SIMULATOR_URL/truth"
 "$PY" - <<'PYEOF'
@@ -70,4 +89,5 @@ for p in truth["pods"]:
           f"{p['busyGpuSeconds'] / n:>15.3f}{p['provisionedGpuSeconds'] / n:>15.3f}  {state}")
 PYEOF
 echo
-echo "The lab keeps running: 'make lab-status' shows it, 'make lab-down' stops it."
+echo "Also try: costslo report --prometheus-url \$PROMETHEUS_URL --gpu-hourly 3 (after: source $LAB_DIR/lab.env)"
+echo "The lab keeps running (the operator stops with this script): 'make lab-status' shows it, 'make lab-down' stops it."

@@ -155,13 +155,18 @@ class Evaluator:
             cost = economics.cost_of(usage_of(samples, seconds), prices, spec.objective.revenue_per_request)
             latency = samples.latency(policy_metric(spec), policy.latency_quantile)
             missing = tuple(window.missing[q] for q in window.missing if _cost_input_missing(q, samples))
+            # The window's sentences say what to check; the cost model's short "no data for ..." twins
+            # would only repeat them.
+            detail = missing + ((price_gap,) if price_gap else ())
+            short = tuple(m for m in cost.missing if not (detail and m.startswith("no data for")))
             readings.append(
-                WindowReading.of_cost(
-                    cost,
+                WindowReading(
+                    cost_per_request=cost.cost_per_request,
+                    requests=cost.requests,
                     latency_seconds=latency.seconds if latency else None,
                     latency_kind=latency.kind if latency else "quantile",
+                    missing=tuple(dict.fromkeys(detail + short)),
                     latency_missing=() if latency else (f"no data for {policy_metric(spec)} latency",),
-                    missing=missing + ((price_gap,) if price_gap else ()),
                 )
             )
             costs.append(cost)
@@ -169,7 +174,8 @@ class Evaluator:
             if seconds == long_s:
                 samples_long = (window, samples)
         verdict = judge(readings[0], readings[1], policy, Standing.from_conditions(slo.status.conditions))
-        status = self._status(slo, spec, target, verdict, costs[0], latencies[0], samples_long, long_s, now)
+        # `current` shows the short window: the most recent numbers; the verdict weighs both windows.
+        status = self._status(slo, spec, target, verdict, costs, latencies, samples_long, long_s, now)
         return Evaluation(slo, status, verdict, verdict.phase)
 
     def _prices(
@@ -219,16 +225,17 @@ class Evaluator:
         spec: api.CostSLOSpec,
         target: TargetPods,
         verdict: Verdict,
-        cost: CostBreakdown | None,
-        latency: Latency | None,
+        costs: Sequence[CostBreakdown | None],
+        latencies: Sequence[Latency | None],
         samples_long: tuple[WindowSamples, Samples] | None,
         long_s: float,
         now: float,
     ) -> dict[str, Any]:
-        current: dict[str, Any] = {"window": spec.evaluation.windows.long}
+        current: dict[str, Any] = {"window": spec.evaluation.windows.short}
         revisions: list[dict[str, Any]] = []
-        if cost is not None:
-            current.update(views.current_fields(cost))
+        recent, latency, cost = costs[1], latencies[1], costs[0]
+        if recent is not None:
+            current.update(views.current_fields(recent))
             current["latencySeconds"] = views.plain(latency.seconds) if latency else None
         if samples_long is not None and cost is not None:
             window, _ = samples_long

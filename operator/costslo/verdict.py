@@ -610,17 +610,16 @@ def _condition(c: VerdictCondition, since: str, generation: int | None) -> api.C
 # -- numbers in sentences -----------------------------------------------------------------------------
 
 
-def _distinct(values: Sequence[object], texts: Sequence[str]) -> bool:
-    """Whether no two different values read alike."""
+def _distinct(measured: Sequence[object], limits: Sequence[object], texts: Sequence[str]) -> bool:
+    """Whether no measured value reads like a different limit (two windows may read alike: same digits)."""
+    n = len(measured)
     return all(
-        texts[i] != texts[j] or values[i] == values[j]
-        for i in range(len(values))
-        for j in range(i + 1, len(values))
+        texts[i] != texts[n + j] or m == lim for i, m in enumerate(measured) for j, lim in enumerate(limits)
     )
 
 
 def _dollars(measured: Sequence[Decimal], limits: Sequence[Decimal]) -> list[str]:
-    """Amounts to three significant digits of the smallest, limits exact, more digits where two read alike."""
+    """Amounts to three significant digits of the smallest, limits exact, more if one reads like a limit."""
     # One scale lines the numbers up ($0.000182 against $0.000150); a limit is what a person wrote or can
     # work out, so it is never rounded; and a cost over the budget must never read as equal to it.
     values = [*measured, *limits]
@@ -630,7 +629,7 @@ def _dollars(measured: Sequence[Decimal], limits: Sequence[Decimal]) -> list[str
         while True:
             scales = [places] * len(measured) + [max(places, _places(v.normalize())) for v in limits]
             texts = [f"${v.quantize(Decimal(1).scaleb(-p)):f}" for v, p in zip(values, scales, strict=True)]
-            if places >= exact or _distinct(values, texts):
+            if places >= exact or _distinct(measured, limits, texts):
                 return texts
             places += 1
 
@@ -641,12 +640,11 @@ def _places(value: Decimal) -> int:
 
 
 def _seconds(measured: Sequence[float], limits: Sequence[float]) -> list[str]:
-    """Durations to three significant digits (limits to six), more where two would otherwise read alike."""
-    values = [*measured, *limits]
+    """Durations to three significant digits (limits to six), more where one would read like a limit."""
     texts: list[str] = []
     for digits in range(3, 18):
         texts = [f"{v:.{digits}g}s" for v in measured] + [f"{v:.{max(digits, 6)}g}s" for v in limits]
-        if _distinct(values, texts):
+        if _distinct(measured, limits, texts):
             break
     return texts
 

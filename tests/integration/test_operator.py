@@ -144,11 +144,16 @@ def test_printer_columns_and_events(lab: Lab, judged: str) -> None:
 
 
 def test_queries_per_cycle_do_not_grow_with_costslos(lab: Lab, judged: str) -> None:
-    log = (REPO / ".pytest_cache" / "operator.log").read_text()
     import json
 
-    cycles = [json.loads(line) for line in log.splitlines() if '"evaluated"' in line]
-    counts = {(c["costslos"], c["queries"]) for c in cycles if c["costslos"] >= 3}
-    assert counts, log[-2000:]
-    # One vLLM fetch per window (long, short), shared by all three CostSLOs.
-    assert {q for _, q in counts} == {26}
+    log = (REPO / ".pytest_cache" / "operator.log").read_text()
+    last = [json.loads(line) for line in log.splitlines() if '"evaluated"' in line][-1]
+    everything = client.CustomObjectsApi(lab.api).list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+    windows = {
+        w
+        for o in everything
+        for w in (o["spec"].get("evaluation", {}).get("windows") or {"long": "1h", "short": "5m"}).values()
+    }
+    assert last["costslos"] == len(everything) >= 3
+    # One vLLM fetch (13 queries) per distinct window, shared by every CostSLO that uses it.
+    assert last["queries"] == 13 * len(windows)
