@@ -22,6 +22,13 @@ app = typer.Typer(
 )
 
 LogFormatOption = Annotated[logconfig.LogFormat, typer.Option("--log-format", help="auto, json or console.")]
+PrometheusUrlOption = Annotated[
+    str, typer.Option(envvar="PROMETHEUS_URL", help="Prometheus (or Thanos, Mimir) query API URL.")
+]
+PodLabelsOption = Annotated[str, typer.Option(help="pod-monitor (namespace/pod) or kubernetes-sd.")]
+GpuLabelsOption = Annotated[str, typer.Option(help="DCGM pod labels: auto, exported, plain, old-namespace.")]
+BearerTokenFileOption = Annotated[Path | None, typer.Option(help="File with a bearer token for Prometheus.")]
+HeaderOption = Annotated[list[str] | None, typer.Option(help="Extra header 'Name: value' (repeatable).")]
 Output = Literal["table", "json"]
 OutputOption = Annotated[
     Output, typer.Option("--output", "-o", help="table or json (camelCase keys, as in status).")
@@ -187,9 +194,7 @@ def _cell(value: Any) -> str:
 
 @app.command()
 def report(
-    prometheus_url: Annotated[
-        str, typer.Option(envvar="PROMETHEUS_URL", help="Prometheus (or Thanos, Mimir).")
-    ],
+    prometheus_url: PrometheusUrlOption,
     namespace: Annotated[
         list[str] | None, typer.Option("--namespace", "-n", help="Only these namespaces (repeatable).")
     ] = None,
@@ -205,14 +210,10 @@ def report(
     supporting_cost_per_request: Annotated[str, typer.Option(help="Per-request cost outside the pod.")] = "0",
     latency_metric: Annotated[str, typer.Option(help="e2e, ttft or itl.")] = "e2e",
     quantile: Annotated[float, typer.Option(help="Latency quantile.")] = 0.95,
-    pod_labels: Annotated[
-        str, typer.Option(help="pod-monitor (namespace/pod) or kubernetes-sd.")
-    ] = "pod-monitor",
-    gpu_labels: Annotated[
-        str, typer.Option(help="DCGM pod labels: auto, exported, plain, old-namespace.")
-    ] = "auto",
-    bearer_token_file: Annotated[Path | None, typer.Option(help="File with a bearer token.")] = None,
-    header: Annotated[list[str] | None, typer.Option(help="Extra header 'Name: value' (repeatable).")] = None,
+    pod_labels: PodLabelsOption = "pod-monitor",
+    gpu_labels: GpuLabelsOption = "auto",
+    bearer_token_file: BearerTokenFileOption = None,
+    header: HeaderOption = None,
     ca_file: Annotated[Path | None, typer.Option(help="CA bundle for Prometheus' TLS certificate.")] = None,
     insecure_skip_tls_verify: Annotated[bool, typer.Option(help="Do not verify Prometheus' TLS.")] = False,
     output: OutputOption = "table",
@@ -345,9 +346,7 @@ def _percent(value: Any) -> str:
 
 @app.command()
 def run(
-    prometheus_url: Annotated[
-        str, typer.Option(envvar="PROMETHEUS_URL", help="Prometheus (or Thanos, Mimir).")
-    ],
+    prometheus_url: PrometheusUrlOption,
     namespace: Annotated[
         list[str] | None, typer.Option("--namespace", "-n", help="Watch only these namespaces (repeatable).")
     ] = None,
@@ -359,16 +358,10 @@ def run(
     kubeconfig: Annotated[
         str | None, typer.Option(envvar="KUBECONFIG", help="Kubeconfig (else in-cluster).")
     ] = None,
-    pod_labels: Annotated[
-        str, typer.Option(help="pod-monitor (namespace/pod) or kubernetes-sd.")
-    ] = "pod-monitor",
-    gpu_labels: Annotated[
-        str, typer.Option(help="DCGM pod labels: auto, exported, plain, old-namespace.")
-    ] = "auto",
-    bearer_token_file: Annotated[
-        Path | None, typer.Option(help="File with a bearer token for Prometheus.")
-    ] = None,
-    header: Annotated[list[str] | None, typer.Option(help="Extra header 'Name: value' (repeatable).")] = None,
+    pod_labels: PodLabelsOption = "pod-monitor",
+    gpu_labels: GpuLabelsOption = "auto",
+    bearer_token_file: BearerTokenFileOption = None,
+    header: HeaderOption = None,
     standalone: Annotated[bool, typer.Option(help="No peering: the only operator instance.")] = True,
     liveness: Annotated[
         str, typer.Option(help="Liveness endpoint URL to serve.")
