@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,9 +29,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def operator(lab: Lab, costslo_crd: None) -> Iterator[subprocess.Popen[str]]:
+def operator_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("operator") / "operator.log"
+
+
+@pytest.fixture(scope="module")
+def operator(lab: Lab, costslo_crd: None, operator_log: Path) -> Iterator[subprocess.Popen[str]]:
     """The operator as a user runs it, against the lab, evaluating every 5 s."""
-    log = open(REPO / ".pytest_cache" / "operator.log", "w")  # noqa: SIM115 - closed below
+    log = operator_log.open("w")
     env = {**os.environ, "KUBECONFIG": lab.kubeconfig, "PROMETHEUS_URL": lab.prometheus_url}
     proc = subprocess.Popen(
         [
@@ -143,10 +149,10 @@ def test_printer_columns_and_events(lab: Lab, judged: str) -> None:
     assert annotations["costslo.dev/phase"] == "Met"
 
 
-def test_queries_per_cycle_do_not_grow_with_costslos(lab: Lab, judged: str) -> None:
+def test_queries_per_cycle_do_not_grow_with_costslos(lab: Lab, judged: str, operator_log: Path) -> None:
     import json
 
-    log = (REPO / ".pytest_cache" / "operator.log").read_text()
+    log = operator_log.read_text()
     last = [json.loads(line) for line in log.splitlines() if '"evaluated"' in line][-1]
     everything = client.CustomObjectsApi(lab.api).list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
     windows = {
