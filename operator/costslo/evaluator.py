@@ -138,7 +138,7 @@ class Evaluator:
             readings = []
         costs: list[CostBreakdown | None] = []
         latencies: list[Latency | None] = []
-        samples_long: tuple[WindowSamples, Samples] | None = None
+        samples_long: tuple[WindowSamples, Prices] | None = None
         for seconds in (long_s, short_s):
             window = windows[(_key(preset, slo), seconds)]
             if not target.found:
@@ -172,7 +172,7 @@ class Evaluator:
             costs.append(cost)
             latencies.append(latency)
             if seconds == long_s:
-                samples_long = (window, samples)
+                samples_long = (window, prices)
         verdict = judge(readings[0], readings[1], policy, Standing.from_conditions(slo.status.conditions))
         # `current` shows the short window: the most recent numbers; the verdict weighs both windows.
         status = self._status(slo, spec, target, verdict, costs, latencies, samples_long, long_s, now)
@@ -227,7 +227,7 @@ class Evaluator:
         verdict: Verdict,
         costs: Sequence[CostBreakdown | None],
         latencies: Sequence[Latency | None],
-        samples_long: tuple[WindowSamples, Samples] | None,
+        samples_long: tuple[WindowSamples, Prices] | None,
         long_s: float,
         now: float,
     ) -> dict[str, Any]:
@@ -238,15 +238,14 @@ class Evaluator:
             current.update(views.current_fields(recent))
             current["latencySeconds"] = views.plain(latency.seconds) if latency else None
         if samples_long is not None and cost is not None:
-            window, _ = samples_long
-            prices, _gap = self._prices(spec, target, window)
+            window, prices = samples_long
+            quantile = spec.objective.latency.quantile if spec.objective.latency else 0.95
             for rev in target.revisions:
-                usage = usage_of(window.total(rev.pods), long_s)
+                rev_samples = window.total(rev.pods)
+                usage = usage_of(rev_samples, long_s)
                 rev_cost = economics.cost_of(usage, prices)
                 projection = economics.project(usage, prices, fleet_utilisation=cost.utilisation)
-                rev_latency = window.total(rev.pods).latency(
-                    policy_metric(spec), Policy.from_spec(spec).latency_quantile
-                )
+                rev_latency = rev_samples.latency(policy_metric(spec), quantile)
                 revisions.append(
                     {
                         "podTemplateHash": rev.pod_template_hash,
