@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help venv tools generate lab-up lab-down lab-status lint typecheck test test-unit test-integration demo clean
+.PHONY: help venv tools generate bench lab-up lab-down lab-status lint typecheck test test-unit test-integration demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,8 +36,8 @@ lab-status: ## show the lab's processes, nodes and scrape targets
 	bash hack/lab/lab.sh status
 
 lint: venv ## ruff lint and format check
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
 
 typecheck: venv ## mypy (strict) on operator/costslo
 	$(BIN)/mypy
@@ -53,6 +53,9 @@ test-integration: venv tools ## integration tests against the lab
 
 demo: lab-up ## the lab with a vLLM Deployment under load, and a model swap
 	bash hack/demo.sh
+
+bench: venv ## queries and CPU per evaluation cycle, batched vs per-object (docs/benchmarks.md)
+	$(BIN)/python bench/bench_queries.py
 
 clean: ## remove the virtualenv and caches (not the tool cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache operator/*.egg-info

@@ -55,6 +55,8 @@ class Evaluation:
 class EvaluatorConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
     catalog: PriceCatalog | None = None
+    # One fetch per CostSLO instead of one per (runtime, window): the baseline of bench/, nothing else.
+    per_object: bool = False
 
 
 def _now_iso(now: float) -> str:
@@ -88,7 +90,7 @@ class Evaluator:
             valid.append((slo, slo.spec, preset))
 
         windows: dict[tuple[str, float], WindowSamples | str] = {}
-        for (preset_name, window), group in _batches(valid).items():
+        for (preset_name, window), group in _batches(valid, self._config.per_object).items():
             preset = group[0][2]
             namespaces = {slo.namespace for slo, _, _ in group}
             metrics = tuple(
@@ -140,7 +142,7 @@ class Evaluator:
         latencies: list[Latency | None] = []
         samples_long: tuple[WindowSamples, Prices] | None = None
         for seconds in (long_s, short_s):
-            window = windows[(_key(preset, slo), seconds)]
+            window = windows[(_key(preset, slo, self._config.per_object), seconds)]
             if not target.found:
                 costs.append(None)
                 latencies.append(None)
@@ -313,20 +315,23 @@ def policy_metric(spec: api.CostSLOSpec) -> Any:
     return spec.objective.latency.metric if spec.objective.latency else "e2e"
 
 
-def _key(preset: RuntimePreset, slo: SloObject) -> str:
+def _key(preset: RuntimePreset, slo: SloObject, per_object: bool) -> str:
     # Custom presets carry each CostSLO's own queries, so they are never shared.
-    return f"custom/{slo.namespace}/{slo.name}" if preset.name == "custom" else preset.name
+    if per_object or preset.name == "custom":
+        return f"{preset.name}/{slo.namespace}/{slo.name}"
+    return preset.name
 
 
 def _batches(
-    valid: Iterable[tuple[SloObject, api.CostSLOSpec, RuntimePreset]],
+    valid: Iterable[tuple[SloObject, api.CostSLOSpec, RuntimePreset]], per_object: bool
 ) -> dict[tuple[str, float], list[tuple[SloObject, api.CostSLOSpec, RuntimePreset]]]:
     """CostSLOs that share a runtime preset and a window share one fetch."""
     out: dict[tuple[str, float], list[tuple[SloObject, api.CostSLOSpec, RuntimePreset]]] = {}
     for item in valid:
         spec = item[1]
         for w in (spec.evaluation.windows.long, spec.evaluation.windows.short):
-            out.setdefault((_key(item[2], item[0]), api.parse_duration(w).total_seconds()), []).append(item)
+            key = (_key(item[2], item[0], per_object), api.parse_duration(w).total_seconds())
+            out.setdefault(key, []).append(item)
     return out
 
 

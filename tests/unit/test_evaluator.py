@@ -1,0 +1,105 @@
+"""The evaluation cycle on canned Prometheus answers: batching, verdicts per CostSLO, invalid specs."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+
+from costslo import api
+from costslo.evaluator import Evaluator, EvaluatorConfig, SloObject
+from costslo.inventory import Inventory
+from costslo.metrics.prometheus import Sample
+
+pytestmark = pytest.mark.unit
+
+
+class StandIn:
+    """One series per pod of the namespaces a query selects; finished 100, delivered 99 per pod."""
+
+    def __init__(self, pods: dict[str, list[str]]) -> None:
+        self.pods, self.queries = pods, 0
+
+    def query(self, promql: str, at: float | None = None) -> list[Sample]:
+        self.queries += 1
+        names: set[str] = set()
+        for m in re.finditer(r'namespace(=~|=)"([^"]*)"', promql):
+            names.update(m.group(2).split("|") if m.group(1) == "=~" else [m.group(2)])
+        value = 99.0 if "finished_reason=~" in promql else 1.0 if "finished_reason!~" in promql else 100.0
+        if "sum_over_time" in promql:
+            value = 3600.0  # GPU-, pod- and busy-seconds: one GPU busy all hour
+        out = []
+        for ns in sorted(names & self.pods.keys()):
+            for pod in self.pods[ns]:
+                if "_bucket" in promql:
+                    out += [
+                        Sample({"namespace": ns, "pod": pod, "le": le}, r)
+                        for le, r in (("1", 0.5), ("+Inf", 1))
+                    ]
+                else:
+                    out.append(Sample({"namespace": ns, "pod": pod}, value))
+        return out
+
+
+def fleet(budgets: list[str]) -> tuple[list[SloObject], Inventory, dict[str, list[str]]]:
+    inv, pods, slos = Inventory(), {}, []
+    for i, budget in enumerate(budgets):
+        ns, name = f"team-{i}", f"model-{i}"
+        inv.deployment({"metadata": {"namespace": ns, "name": name}})
+        owner = [{"kind": "Deployment", "name": name, "controller": True}]
+        inv.replicaset({"metadata": {"namespace": ns, "name": f"{name}-abc", "ownerReferences": owner}})
+        pods[ns] = [f"{name}-abc-0"]
+        inv.pod(
+            {
+                "metadata": {
+                    "namespace": ns,
+                    "name": pods[ns][0],
+                    "ownerReferences": [{"kind": "ReplicaSet", "name": f"{name}-abc", "controller": True}],
+                },
+                "spec": {"containers": [{"name": "vllm", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
+            }
+        )
+        spec = api.CostSLOSpec.model_validate(
+            {
+                "targetRef": {"name": name},
+                "objective": {"maxCostPerRequest": budget},
+                "pricing": {"gpuHourly": "3"},
+            }
+        )
+        slos.append(SloObject(ns, name, 1, spec, None, api.CostSLOStatus()))
+    return slos, inv, pods
+
+
+def run(budgets: list[str], per_object: bool = False) -> tuple[list[Any], int]:
+    slos, inv, pods = fleet(budgets)
+    client = StandIn(pods)
+    results = Evaluator(client, inv, EvaluatorConfig(per_object=per_object)).cycle(slos, time.time())
+    return results, client.queries
+
+
+def test_queries_per_cycle_do_not_grow_with_costslos() -> None:
+    assert run(["0.1"])[1] == run(["0.1"] * 20)[1] == 26  # 13 quantities x (1h, 5m)
+    assert run(["0.1"] * 20, per_object=True)[1] == 20 * 26
+
+
+def test_each_costslo_gets_its_own_verdict_from_the_shared_fetch() -> None:
+    # $3 per GPU-hour over 99 delivered requests: $0.0303 per request.
+    results, _ = run(["0.1", "0.01"])
+    assert [r.phase for r in results] == ["Met", "Breached"]
+    assert results[0].status["current"]["costPerRequest"].startswith("0.0303")
+    assert results[1].status["budget"] == "0.01"
+    batched = [r.status["current"] for r in results]
+    per_object = [r.status["current"] for r in run(["0.1", "0.01"], per_object=True)[0]]
+    assert batched == per_object
+
+
+def test_invalid_spec_is_a_condition_not_an_exception() -> None:
+    slos, inv, pods = fleet(["0.1"])
+    bad = SloObject("team-0", "broken", 3, None, "spec.objective: set a budget", api.CostSLOStatus())
+    results = Evaluator(StandIn(pods), inv).cycle([*slos, bad], time.time())
+    broken = results[0] if results[0].slo.name == "broken" else results[1]
+    assert broken.phase == "InvalidSpec"
+    (condition,) = [c for c in broken.status["conditions"] if c["type"] == "SpecValid"]
+    assert condition["status"] == "False" and "set a budget" in condition["message"]
