@@ -366,6 +366,7 @@ def run(
     liveness: Annotated[
         str, typer.Option(help="Liveness endpoint URL to serve.")
     ] = "http://0.0.0.0:8080/healthz",
+    http: Annotated[str, typer.Option(help="host:port of the /verdict API.")] = "0.0.0.0:8081",
     log_format: LogFormatOption = "auto",
 ) -> None:
     """Run the operator: keep every CostSLO's status live from Prometheus."""
@@ -387,6 +388,8 @@ def run(
             labels=LabelConfig.from_modes(pod_labels, gpu_labels),  # type: ignore[arg-type]
             price_catalog=price_catalog,
             kubeconfig=kubeconfig,
+            http_host=http.rpartition(":")[0] or "0.0.0.0",
+            http_port=_port(http),
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -401,3 +404,39 @@ def run(
         standalone=standalone,
         liveness_endpoint=liveness,
     )
+
+
+def _port(address: str) -> int:
+    _host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--http must look like host:port, not {address!r}")
+    return int(port)
+
+
+@app.command()
+def gate(
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the CostSLO.")],
+    name: Annotated[str, typer.Option(help="Name of the CostSLO.")],
+    timeout: Annotated[str, typer.Option(help="Give up after this long (exit 2).")] = "10m",
+    poll: Annotated[str, typer.Option(help="Time between checks.")] = "5s",
+    kubeconfig: Annotated[
+        str | None, typer.Option(envvar="KUBECONFIG", help="Kubeconfig (else in-cluster).")
+    ] = None,
+) -> None:
+    """Wait for the CostSLO's verdict on the current generation and revision: exit 0 met, 1 breached, 2 none.
+
+    For an ArgoCD PostSync Job or a CI step after a deploy.
+    """
+    from costslo import api
+    from costslo.gate import GateError, wait_for_verdict
+
+    try:
+        limit = api.parse_duration(timeout).total_seconds()
+        every = api.parse_duration(poll).total_seconds()
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        code = wait_for_verdict(namespace, name, limit, every, kubeconfig, say=typer.echo)
+    except GateError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)

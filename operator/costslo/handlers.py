@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from costslo import api
+from costslo import api, server
 from costslo.loop import OperatorLoop
 from costslo.settings import OperatorSettings
 
@@ -44,6 +44,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         api_client = client.ApiClient()
     memo.loop = OperatorLoop(_settings, api_client)
     memo.task = asyncio.create_task(memo.loop.run())
+    memo.http = await server.start(memo.loop.verdicts, _settings.http_host, _settings.http_port)
 
 
 @kopf.on.cleanup()
@@ -53,6 +54,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    http = getattr(memo, "http", None)
+    if http is not None:
+        await http.cleanup()
 
 
 def _deleted(event: kopf.RawEvent) -> bool:

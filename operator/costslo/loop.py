@@ -70,13 +70,19 @@ class OperatorLoop:
         self.writer = StatusWriter(api_client)
         self._written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._phases: dict[tuple[str, str], str] = {}
+        self._latest: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.cycles = 0
+
+    def verdicts(self) -> dict[tuple[str, str], Mapping[str, Any]]:
+        """The latest status of every CostSLO evaluated by this process (for the HTTP API)."""
+        return {key: status for key, (_, status) in self._written.items()} | self._latest
 
     def costslo(self, body: Mapping[str, Any], deleted: bool) -> None:
         key = (str(body["metadata"]["namespace"]), str(body["metadata"]["name"]))
         if deleted:
             self.slos.pop(key, None)
             self._written.pop(key, None)
+            self._latest.pop(key, None)
             self._phases.pop(key, None)
         else:
             self.slos[key] = body
@@ -113,6 +119,7 @@ class OperatorLoop:
 
     def _act(self, ev: Evaluation, now: float) -> None:
         key = (ev.slo.namespace, ev.slo.name)
+        self._latest[key] = ev.status
         body = self.slos.get(key, {})
         last = self._written.get(key)
         previous = last[1] if last else dict(body.get("status") or {}) or None

@@ -17,3 +17,5 @@ class OperatorSettings:
     labels: LabelConfig = field(default_factory=LabelConfig)
     price_catalog: Path | None = None
     kubeconfig: str | None = None
+    http_host: str = "0.0.0.0"
+    http_port: int = 8081  # /verdict

@@ -34,7 +34,14 @@ def operator_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def operator(lab: Lab, costslo_crd: None, operator_log: Path) -> Iterator[subprocess.Popen[str]]:
+def http_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    lab: Lab, costslo_crd: None, operator_log: Path, http_port: int
+) -> Iterator[subprocess.Popen[str]]:
     """The operator as a user runs it, against the lab, evaluating every 5 s."""
     log = operator_log.open("w")
     env = {**os.environ, "KUBECONFIG": lab.kubeconfig, "PROMETHEUS_URL": lab.prometheus_url}
@@ -48,6 +55,8 @@ def operator(lab: Lab, costslo_crd: None, operator_log: Path) -> Iterator[subpro
             "json",
             "--liveness",
             f"http://127.0.0.1:{free_port()}/healthz",
+            "--http",
+            f"127.0.0.1:{http_port}",
         ],
         env=env,
         stdout=log,
@@ -163,3 +172,44 @@ def test_queries_per_cycle_do_not_grow_with_costslos(lab: Lab, judged: str, oper
     assert last["costslos"] == len(everything) >= 3
     # One vLLM fetch (13 queries) per distinct window, shared by every CostSLO that uses it.
     assert last["queries"] == 13 * len(windows)
+
+
+def test_verdict_endpoint_for_argo_rollouts_and_flagger(judged: str, http_port: int) -> None:
+    import requests
+
+    base = f"http://127.0.0.1:{http_port}/verdict/{judged}"
+    met = requests.get(f"{base}/generous", timeout=10).json()
+    assert met["ok"] is True and met["phase"] == "Met" and met["budget"] == "0.01" and met["costPerRequest"]
+    breached = requests.get(f"{base}/stingy", timeout=10).json()
+    assert breached["ok"] is False and "over the budget" in breached["reason"]
+    # Flagger's webhook: 2xx passes, anything else fails the canary step.
+    assert requests.post(f"{base}/generous", json={"name": "chat"}, timeout=10).status_code == 200
+    assert requests.post(f"{base}/stingy", json={"name": "chat"}, timeout=10).status_code == 412
+    assert requests.get(f"{base}/nothing-here", timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "says"),
+    [("generous", 0, "met:"), ("stingy", 1, "breached:"), ("orphan", 2, "no verdict within")],
+)
+def test_gate_exit_codes(lab: Lab, judged: str, name: str, code: int, says: str) -> None:
+    result = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "costslo"),
+            "gate",
+            "-n",
+            judged,
+            "--name",
+            name,
+            "--timeout",
+            "20s",
+            "--poll",
+            "2s",
+        ],
+        env={**os.environ, "KUBECONFIG": lab.kubeconfig},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    assert says in result.stdout

@@ -1,0 +1,88 @@
+"""`costslo gate`: wait until a CostSLO has judged what is deployed now; the verdict becomes the exit code."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from costslo import api
+
+MET, BREACHED, NO_VERDICT = 0, 1, 2
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+
+
+class GateError(RuntimeError):
+    """The gate cannot even look: no cluster access, no such CostSLO."""
+
+
+def _time(text: str | None) -> float:
+    if not text:
+        return 0.0
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).timestamp()
+
+
+def current_revision(apps: Any, namespace: str, deployment: str) -> str | None:
+    """The pod-template-hash of the Deployment's newest ReplicaSet."""
+    newest, best = None, -1
+    for rs in apps.list_namespaced_replica_set(namespace).items:
+        owners = rs.metadata.owner_references or []
+        if not any(o.kind == "Deployment" and o.name == deployment for o in owners):
+            continue
+        revision = int((rs.metadata.annotations or {}).get(REVISION_ANNOTATION, "0") or 0)
+        if revision > best:
+            newest, best = (rs.metadata.labels or {}).get("pod-template-hash"), revision
+    return newest
+
+
+def wait_for_verdict(
+    namespace: str, name: str, timeout: float, poll: float, kubeconfig: str | None, say: Callable[[str], Any]
+) -> int:
+    """Polls until the current generation and revision are judged; returns the exit code."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        api_client = (
+            config.new_client_from_config(config_file=kubeconfig)
+            if kubeconfig
+            else (config.load_incluster_config(), client.ApiClient())[1]
+        )
+    except config.ConfigException as exc:
+        raise GateError(f"cannot reach the cluster: {exc}") from None
+    custom, apps = client.CustomObjectsApi(api_client), client.AppsV1Api(api_client)
+    started, last = time.time(), "no status yet"
+    while True:
+        try:
+            obj: dict[str, Any] = dict(
+                custom.get_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL, name)  # type: ignore[call-overload]
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise GateError(f"no CostSLO {name} in namespace {namespace}") from None
+            raise GateError(f"cannot read CostSLO {namespace}/{name}: {exc.reason}") from None
+        status = obj.get("status") or {}
+        phase = status.get("phase")
+        generation = obj["metadata"].get("generation")
+        target = (obj.get("spec") or {}).get("targetRef", {}).get("name", "")
+        revision = current_revision(apps, namespace, target)
+        judged_revisions = {r.get("podTemplateHash") for r in status.get("revisions") or []}
+        fresh = _time(status.get("lastEvaluationTime")) >= started - 1
+        judged = (
+            status.get("observedGeneration") == generation
+            and fresh
+            and (revision is None or revision in judged_revisions)
+        )
+        last = f"phase {phase or '-'}: {status.get('message') or 'not evaluated yet'}"
+        if judged and phase == "Met":
+            say(f"met: {last}")
+            return MET
+        if judged and phase in ("Breached", "RolloutBlocked"):
+            say(f"breached: {last}")
+            return BREACHED
+        if time.time() - started >= timeout:
+            say(f"no verdict within {timeout:g}s: {last}")
+            return NO_VERDICT
+        say(f"waiting ({time.time() - started:.0f}s): generation {generation}, revision {revision}; {last}")
+        time.sleep(poll)

@@ -1,0 +1,65 @@
+"""The operator's HTTP API: /verdict/{namespace}/{name} for Argo Rollouts (web provider) and Flagger."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+# Rollouts may proceed in these phases; the same rule as the RolloutAllowed condition.
+Verdicts = Callable[[], Mapping[tuple[str, str], Mapping[str, Any]]]
+
+
+def verdict_body(namespace: str, name: str, status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The JSON a gate reads: ok, phase, the numbers, and why."""
+    if status is None:
+        return {"ok": False, "phase": None, "reason": f"no CostSLO {namespace}/{name} has been evaluated"}
+    current = status.get("current") or {}
+    allowed = next((c for c in status.get("conditions") or [] if c.get("type") == "RolloutAllowed"), None)
+    revisions = status.get("revisions") or []
+    return {
+        "ok": status.get("phase") == "Met" and (allowed is None or allowed.get("status") == "True"),
+        "rolloutAllowed": None if allowed is None else allowed.get("status") == "True",
+        "phase": status.get("phase"),
+        "costPerRequest": current.get("costPerRequest"),
+        "budget": status.get("budget"),
+        "latencySeconds": current.get("latencySeconds"),
+        "revision": revisions[-1].get("podTemplateHash") if revisions else None,
+        "observedGeneration": status.get("observedGeneration"),
+        "lastEvaluationTime": status.get("lastEvaluationTime"),
+        "reason": status.get("message"),
+    }
+
+
+def build_app(verdicts: Verdicts) -> web.Application:
+    async def get(request: web.Request) -> web.Response:
+        ns, name = request.match_info["namespace"], request.match_info["name"]
+        body = verdict_body(ns, name, verdicts().get((ns, name)))
+        return web.json_response(body, status=200 if body["phase"] is not None else 404)
+
+    async def post(request: web.Request) -> web.Response:
+        # Flagger's webhooks pass on 2xx and fail otherwise; the payload (canary name, phase) is not needed.
+        ns, name = request.match_info["namespace"], request.match_info["name"]
+        body = verdict_body(ns, name, verdicts().get((ns, name)))
+        return web.json_response(body, status=200 if body["ok"] else 412)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.add_routes(
+        [
+            web.get("/verdict/{namespace}/{name}", get),
+            web.post("/verdict/{namespace}/{name}", post),
+            web.get("/healthz", healthz),
+        ]
+    )
+    return app
+
+
+async def start(verdicts: Verdicts, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(build_app(verdicts), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
