@@ -44,7 +44,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         api_client = client.ApiClient()
     memo.loop = OperatorLoop(_settings, api_client)
     memo.task = asyncio.create_task(memo.loop.run())
-    memo.http = await server.start(memo.loop.verdicts, _settings.http_host, _settings.http_port)
+    memo.http = await server.start(
+        memo.loop.verdicts, _settings.http_host, _settings.http_port, memo.loop.telemetry.exposition
+    )
 
 
 @kopf.on.cleanup()

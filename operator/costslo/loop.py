@@ -20,6 +20,7 @@ from costslo.inventory import Inventory
 from costslo.metrics.prometheus import PrometheusClient
 from costslo.pricing import read_catalog
 from costslo.settings import OperatorSettings
+from costslo.telemetry import Telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +72,7 @@ class OperatorLoop:
         self._written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._phases: dict[tuple[str, str], str] = {}
         self._latest: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self.telemetry = Telemetry()
         self.cycles = 0
 
     def verdicts(self) -> dict[tuple[str, str], Mapping[str, Any]]:
@@ -83,6 +85,7 @@ class OperatorLoop:
             self.slos.pop(key, None)
             self._written.pop(key, None)
             self._latest.pop(key, None)
+            self.telemetry.forget(*key)
             self._phases.pop(key, None)
         else:
             self.slos[key] = body
@@ -109,6 +112,8 @@ class OperatorLoop:
             self._act(ev, now)
         self.inventory.forget_old()
         self.cycles += 1
+        self.telemetry.duration.observe(time.time() - now)
+        self.telemetry.queries.inc(self.client.queries - before)
         log.info(
             "evaluated",
             costslos=len(slos),
@@ -120,6 +125,7 @@ class OperatorLoop:
     def _act(self, ev: Evaluation, now: float) -> None:
         key = (ev.slo.namespace, ev.slo.name)
         self._latest[key] = ev.status
+        self.telemetry.observe(ev.slo.namespace, ev.slo.name, ev.status)
         body = self.slos.get(key, {})
         last = self._written.get(key)
         previous = last[1] if last else dict(body.get("status") or {}) or None
@@ -129,6 +135,7 @@ class OperatorLoop:
             if needs_write(previous, ev.status, since):
                 self.writer.write_status(ev.slo.namespace, ev.slo.name, ev.status)
                 self._written[key] = (now, ev.status)
+                self.telemetry.writes.inc()
             old_phase = self._phases.get(key) or (body.get("status") or {}).get("phase")
             if old_phase != ev.phase:
                 self._phases[key] = ev.phase
@@ -160,3 +167,4 @@ class OperatorLoop:
         ):
             cost = (ev.status.get("current") or {}).get("costPerRequest")
             self.writer.annotate_target(ev.slo.namespace, spec.target_ref.name, cost, ev.phase)
+            self.telemetry.actions.labels("annotate").inc()

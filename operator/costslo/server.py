@@ -1,4 +1,5 @@
-"""The operator's HTTP API: /verdict/{namespace}/{name} for Argo Rollouts (web provider) and Flagger."""
+"""The operator's HTTP API: /verdict/{namespace}/{name} for Argo Rollouts (web provider) and Flagger, and
+/metrics for Prometheus."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def verdict_body(namespace: str, name: str, status: Mapping[str, Any] | None) ->
     }
 
 
-def build_app(verdicts: Verdicts) -> web.Application:
+def build_app(verdicts: Verdicts, metrics: Callable[[], bytes] | None = None) -> web.Application:
     async def get(request: web.Request) -> web.Response:
         ns, name = request.match_info["namespace"], request.match_info["name"]
         body = verdict_body(ns, name, verdicts().get((ns, name)))
@@ -47,19 +48,26 @@ def build_app(verdicts: Verdicts) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def exposition(_: web.Request) -> web.Response:
+        body = metrics() if metrics is not None else b""
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
     app = web.Application()
     app.add_routes(
         [
             web.get("/verdict/{namespace}/{name}", get),
             web.post("/verdict/{namespace}/{name}", post),
             web.get("/healthz", healthz),
+            web.get("/metrics", exposition),
         ]
     )
     return app
 
 
-async def start(verdicts: Verdicts, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(build_app(verdicts), access_log=None)
+async def start(
+    verdicts: Verdicts, host: str, port: int, metrics: Callable[[], bytes] | None = None
+) -> web.AppRunner:
+    runner = web.AppRunner(build_app(verdicts, metrics), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -213,3 +213,25 @@ def test_gate_exit_codes(lab: Lab, judged: str, name: str, code: int, says: str)
     )
     assert result.returncode == code, result.stdout + result.stderr
     assert says in result.stdout
+
+
+def test_operator_metrics(judged: str, http_port: int) -> None:
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://127.0.0.1:{http_port}/metrics", timeout=10).text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+    key = (("name", "generous"), ("namespace", judged))
+    assert samples[("costslo_budget_per_request", key)] == 0.01
+    assert 0 < samples[("costslo_cost_per_request", key)] < 0.01
+    assert samples[("costslo_phase", (("name", "generous"), ("namespace", judged), ("phase", "Met")))] == 1.0
+    assert (
+        samples[("costslo_phase", (("name", "stingy"), ("namespace", judged), ("phase", "Breached")))] == 1.0
+    )
+    assert samples[("costslo_prometheus_queries_total", ())] > 0
+    assert samples[("costslo_status_writes_total", ())] >= 3
+    assert samples[("costslo_evaluation_duration_seconds_count", ())] >= 1
