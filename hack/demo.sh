@@ -35,6 +35,7 @@ kubectl apply -f "$repo/examples/costslo-summariser.yaml"
 
 step "Starting the operator: costslo run (log: $LAB_DIR/logs/operator.log)"
 "$repo/.venv/bin/costslo" run --interval 10s --liveness "http://127.0.0.1:${LAB_OPERATOR_PORT:-28099}/healthz" \
+  --http "127.0.0.1:${LAB_OPERATOR_HTTP_PORT:-28082}" \
   --log-format json >"$LAB_DIR/logs/operator.log" 2>&1 &
 operator_pid=$!
 trap 'kill "$operator_pid" 2>/dev/null || true' EXIT
@@ -70,6 +71,8 @@ promql 'sum(kube_pod_container_resource_requests{namespace="ml",resource="nvidia
 step "The CostSLOs after the swap: 4x the GPUs for the same traffic breaks the budget"
 kubectl -n ml get cslo -o wide
 kubectl -n ml get cslo summariser -o jsonpath='    {.status.message}{"\n"}'
+step "What Argo Rollouts or Flagger would be told: GET /verdict/ml/summariser"
+curl -s "http://127.0.0.1:${LAB_OPERATOR_HTTP_PORT:-28082}/verdict/ml/summariser"; echo
 step "Events"
 kubectl -n ml get events --field-selector involvedObject.kind=CostSLO -o custom-columns=TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message
 
