@@ -351,3 +351,32 @@ def test_a_heavier_canary_shows_in_projected_not_observed_cost(lab: Lab) -> None
     assert new["busyGpuSecondsPerRequest"] == pytest.approx(0.3222, rel=0.07)
     ratio = float(new["projectedCostPerRequest"]) / float(old["projectedCostPerRequest"])
     assert ratio == pytest.approx(0.3222 / 0.07, rel=0.1)
+
+
+@pytest.mark.parametrize("runtime", ["triton", "sglang"])
+def test_triton_and_sglang_presets_against_the_simulator(lab: Lab, runtime: str) -> None:
+    with lab.namespace(f"cost-{runtime}") as ns:
+        d = inference_deployment("server", replicas=1, offered_rps=6.0)
+        d["spec"]["template"]["metadata"]["annotations"]["simulator.costslo.dev/runtime"] = runtime
+        lab.apps.create_namespaced_deployment(ns, d)
+        wait_for("server Available", lambda: deployment_available(lab, ns, "server", 1), timeout=90)
+        time.sleep(15)
+        start = time.time()
+        before = {p["uid"]: p for p in lab.truth()["pods"] if p["namespace"] == ns}
+        time.sleep(60)
+        after, end = lab.truth(), time.time()
+        result = run_report(
+            lab, "--namespace", ns, "--window", "60s", "--at", str(end), "--gpu-hourly", "3", "-o", "json"
+        )
+    assert result.returncode == 0, result.stderr + result.stdout
+    (workload,) = json.loads(result.stdout)["workloads"]
+    assert workload["runtime"] == runtime
+    pods = [p for p in after["pods"] if p["namespace"] == ns]
+    delivered = sum(p["requests"]["delivered"] - before[p["uid"]]["requests"]["delivered"] for p in pods)
+    held = sum(p["provisionedGpuSeconds"] - before[p["uid"]]["provisionedGpuSeconds"] for p in pods)
+    assert end - start == pytest.approx(60, abs=2)
+    assert float(workload["current"]["costPerRequest"]) == pytest.approx(
+        held * 3 / 3600 / delivered, rel=0.02
+    )
+    # Triton exposes no latency histogram by default: the report gives a mean and says so.
+    assert workload["current"]["latencyKind"] == ("mean" if runtime == "triton" else "quantile")
