@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-GPU_RESOURCE = "nvidia.com/gpu"
+from costslo.kubeobjects import controller_of, gpus_requested, template_hash
+
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 
@@ -45,25 +46,6 @@ class TargetPods:
         return tuple(p for r in self.revisions for p in r.pods)
 
 
-def _controller(meta: Mapping[str, Any]) -> tuple[str, str] | None:
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("controller"):
-            return str(ref["kind"]), str(ref["name"])
-    return None
-
-
-def _gpus(spec: Mapping[str, Any]) -> int:
-    total = 0
-    for c in spec.get("containers") or []:
-        res = c.get("resources") or {}
-        asked = (res.get("limits") or {}).get(GPU_RESOURCE) or (res.get("requests") or {}).get(GPU_RESOURCE)
-        try:
-            total += int(str(asked or 0))
-        except ValueError:
-            continue
-    return total
-
-
 class Inventory:
     """The latest known state of pods, ReplicaSets and Deployments."""
 
@@ -85,19 +67,19 @@ class Inventory:
             if known is not None and known.deleted_at is None:
                 self._pods[key] = PodInfo(**{**known.__dict__, "deleted_at": self._clock()})
             return
-        owner = _controller(meta)
+        owner = controller_of(meta)
         self._pods[key] = PodInfo(
             namespace=key[0],
             name=key[1],
             replicaset=owner[1] if owner and owner[0] == "ReplicaSet" else None,
-            gpus=_gpus(spec),
+            gpus=gpus_requested(spec),
             node=spec.get("nodeName"),
         )
 
     def replicaset(self, body: Mapping[str, Any], deleted: bool = False) -> None:
         meta = body["metadata"]
         key = (str(meta["namespace"]), str(meta["name"]))
-        owner = _controller(meta)
+        owner = controller_of(meta)
         # Deleted ReplicaSets stay known: their pods may still count in the window.
         if owner is not None:
             self._rs_owner[key] = owner
@@ -143,8 +125,7 @@ class Inventory:
                 continue
             if pod.deleted_at is not None and since is not None and pod.deleted_at < since:
                 continue
-            prefix = f"{deployment}-"
-            h = pod.replicaset[len(prefix) :] if pod.replicaset.startswith(prefix) else pod.replicaset
+            h = template_hash(pod.replicaset, deployment)
             by_hash.setdefault(h, []).append((ns, name))
             revisions[h] = self._rs_revision.get((ns, pod.replicaset))
         return TargetPods(

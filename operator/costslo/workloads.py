@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from costslo.kubeobjects import template_hash
 from costslo.metrics.promql import Matcher, duration, namespace_matcher, selector
 from costslo.metrics.window import PodKey, Querier
 from costslo.runtimes import POD_MONITOR, PodLabels
@@ -37,12 +38,6 @@ class Workload:
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.kind}/{self.name}"
-
-
-def _template_hash(replicaset: str, deployment: str) -> str:
-    # A Deployment names its ReplicaSets <deployment>-<pod-template-hash>.
-    prefix = f"{deployment}-"
-    return replicaset[len(prefix) :] if replicaset.startswith(prefix) else replicaset
 
 
 def discover(
@@ -77,7 +72,7 @@ def discover(
             continue
         if kind == "ReplicaSet" and (namespace, owner) in deployment_of:
             deployment = deployment_of[(namespace, owner)]
-            key, revision = (namespace, "Deployment", deployment), (_template_hash(owner, deployment), owner)
+            key, revision = (namespace, "Deployment", deployment), (template_hash(owner, deployment), owner)
         elif kind in ("<none>", ""):
             key, revision = (namespace, "Pod", pod), ("", "")
         else:

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from costslo.kubeobjects import GPU_RESOURCE, controller_of, gpus_requested, whole
 from costslo.simulator.profiles import OFFERED_LOAD_ANNOTATION
 
-GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
 
@@ -47,34 +47,11 @@ class ClusterView:
     offered_rps: dict[Group, float] = field(default_factory=dict)
 
 
-def _quantity_int(value: Any) -> int:
-    try:
-        return int(str(value))
-    except ValueError:
-        return 0
-
-
-def _gpus_of(pod: dict[str, Any]) -> int:
-    total = 0
-    for c in pod.get("spec", {}).get("containers", []):
-        res = c.get("resources", {})
-        asked = res.get("limits", {}).get(GPU_RESOURCE) or res.get("requests", {}).get(GPU_RESOURCE)
-        total += _quantity_int(asked or 0)
-    return total
-
-
 def _is_ready(pod: dict[str, Any]) -> bool:
     status = pod.get("status", {})
     if status.get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
         return False
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
-
-
-def _controller(meta: dict[str, Any]) -> tuple[str, str] | None:
-    for ref in meta.get("ownerReferences", []) or []:
-        if ref.get("controller"):
-            return ref["kind"], ref["name"]
-    return None
 
 
 def _offered(annotations: Mapping[str, str]) -> float | None:
@@ -97,7 +74,7 @@ def build_view(
     rs_owner: dict[tuple[str, str], tuple[str, str]] = {}
     for rs in replicasets:
         meta = rs["metadata"]
-        owner = _controller(meta)
+        owner = controller_of(meta)
         if owner:
             rs_owner[(meta["namespace"], meta["name"])] = owner
     offered: dict[Group, float] = {}
@@ -112,7 +89,7 @@ def build_view(
         meta = pod["metadata"]
         annotations = meta.get("annotations") or {}
         ns, name = meta["namespace"], meta["name"]
-        owner = _controller(meta)
+        owner = controller_of(meta)
         replicaset = owner[1] if owner and owner[0] == "ReplicaSet" else None
         if replicaset and (ns, replicaset) in rs_owner:
             kind, oname = rs_owner[(ns, replicaset)]
@@ -130,7 +107,7 @@ def build_view(
                 name=name,
                 container=containers[0]["name"] if containers else "",
                 node=pod.get("spec", {}).get("nodeName"),
-                gpus=_gpus_of(pod),
+                gpus=gpus_requested(pod.get("spec") or {}),
                 ready=_is_ready(pod),
                 annotations=annotations,
                 group=group,
@@ -143,7 +120,7 @@ def build_view(
     for n in nodes:
         meta, status = n["metadata"], n.get("status", {})
         labels = meta.get("labels") or {}
-        gpus = _quantity_int(status.get("capacity", {}).get(GPU_RESOURCE, 0))
+        gpus = whole(status.get("capacity", {}).get(GPU_RESOURCE, 0))
         node_views[meta["name"]] = NodeView(
             name=meta["name"],
             gpus=gpus,
