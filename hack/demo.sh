@@ -19,6 +19,18 @@ for s in json.load(urllib.request.urlopen(url))["data"]["result"]:
 PYEOF
 }
 
+show_numbers() { # suffix title-of-the-CostSLO-step
+  step "GPU busy fraction per GPU$1 (DCGM_FI_PROF_GR_ENGINE_ACTIVE; the pod arrives as exported_pod)"
+  promql 'avg by (exported_pod) (avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{exported_namespace="ml"}[1m]))'
+  step "p95 end-to-end latency (s)$1"
+  promql 'histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{namespace="ml"}[1m])))'
+  step "GPUs requested$1 (kube-state-metrics)"
+  promql 'sum(kube_pod_container_resource_requests{namespace="ml",resource="nvidia_com_gpu"})'
+  step "$2"
+  kubectl -n ml get cslo -o wide
+  kubectl -n ml get cslo summariser -o jsonpath='    {.status.message}{"\n"}'
+}
+
 # A repeatable demo: start from an empty namespace.
 kubectl delete namespace ml --ignore-not-found --wait=true >/dev/null
 step "Deploying examples/vllm-deployment.yaml (3 x vLLM, Llama 3.1 8B, 1 H100 each, 20 req/s offered)"
@@ -44,15 +56,7 @@ step "Waiting 75s for a full minute of metrics"
 sleep 75
 step "Delivered requests/s per pod (vLLM, finished_reason stop|length)"
 promql 'sum by (pod) (rate(vllm:request_success_total{namespace="ml",finished_reason=~"stop|length"}[1m]))'
-step "GPU busy fraction per pod (DCGM_FI_PROF_GR_ENGINE_ACTIVE, pod arrives as exported_pod)"
-promql 'avg by (exported_pod) (avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{exported_namespace="ml"}[1m]))'
-step "p95 end-to-end latency (s)"
-promql 'histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{namespace="ml"}[1m])))'
-step "GPUs requested (kube-state-metrics)"
-promql 'sum(kube_pod_container_resource_requests{namespace="ml",resource="nvidia_com_gpu"})'
-step "The CostSLOs, as the operator keeps them (kubectl -n ml get cslo -o wide)"
-kubectl -n ml get cslo -o wide
-kubectl -n ml get cslo summariser -o jsonpath='    {.status.message}{"\n"}'
+show_numbers "" "The CostSLOs, as the operator keeps them (kubectl -n ml get cslo -o wide)"
 
 step "Model swap: Llama 3.1 70B on 4 H100s per replica replaces Llama 3.1 8B on one"
 kubectl -n ml patch deployment summariser --type strategic -p '{"spec":{"template":{
@@ -62,15 +66,7 @@ kubectl -n ml rollout status deployment/summariser --timeout=180s
 DEMO_POD_UIDS="$DEMO_POD_UIDS $(pod_uids)"
 export DEMO_POD_UIDS
 sleep 75
-step "GPU busy fraction per GPU after the swap (same traffic: 4x the GPUs, ~4.6x the GPU work per request)"
-promql 'avg by (exported_pod) (avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{exported_namespace="ml"}[1m]))'
-step "p95 end-to-end latency (s) after the swap"
-promql 'histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{namespace="ml"}[1m])))'
-step "GPUs requested after the swap (kube-state-metrics)"
-promql 'sum(kube_pod_container_resource_requests{namespace="ml",resource="nvidia_com_gpu"})'
-step "The CostSLOs after the swap: 4x the GPUs for the same traffic breaks the budget"
-kubectl -n ml get cslo -o wide
-kubectl -n ml get cslo summariser -o jsonpath='    {.status.message}{"\n"}'
+show_numbers " after the swap" "The CostSLOs after the swap: 4x the GPUs for the same traffic breaks the budget"
 step "What Argo Rollouts or Flagger would be told: GET /verdict/ml/summariser"
 curl -s "http://127.0.0.1:${LAB_OPERATOR_HTTP_PORT:-28082}/verdict/ml/summariser"; echo
 step "Events"

@@ -17,6 +17,7 @@ from costslo.metrics.prometheus import Sample
 from costslo.metrics.promql import duration
 from costslo.metrics.queries import DEFAULT_LATENCY_METRICS, WindowQuery, default_step, plan_window
 from costslo.runtimes import (
+    COUNTER_QUANTITIES,
     DESCRIPTIONS,
     LATENCY_METRICS,
     LATENCY_QUANTITY,
@@ -31,13 +32,7 @@ PodKey = tuple[str, str]  # (namespace, pod)
 LatencyKind = Literal["quantile", "mean"]
 
 _SCALARS: tuple[Quantity, ...] = (
-    Quantity.FINISHED,
-    Quantity.DELIVERED,
-    Quantity.FAILED,
-    Quantity.INPUT_TOKENS,
-    Quantity.OUTPUT_TOKENS,
-    Quantity.PREFILL_SECONDS,
-    Quantity.DECODE_SECONDS,
+    *COUNTER_QUANTITIES,
     Quantity.GPU_SECONDS,
     Quantity.REPLICA_SECONDS,
     Quantity.BUSY_GPU_SECONDS,
