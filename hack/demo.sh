@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The lab demo: a vLLM Deployment on fake H100s under load, what Prometheus sees of it, then a model
-# swap (8B -> 70B on the same GPUs) and how the new revision's GPU work per request changes.
+# The lab demo: a vLLM Deployment on fake H100s under load and its CostSLO; a model swap that breaks the
+# budget is paused and blocked, one that fits is promoted, and when traffic drops idle replicas are trimmed.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LAB_DIR=${COSTSLO_LAB_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/costslo/lab}
@@ -31,6 +31,29 @@ show_numbers() { # suffix title-of-the-CostSLO-step
   kubectl -n ml get cslo summariser -o jsonpath='    {.status.message}{"\n"}'
 }
 
+cslo() { kubectl -n ml get cslo summariser -o jsonpath="$1"; }
+wait_for() { # description seconds command...: polls every 5 s, saying what it waits for
+  local what=$1 limit=$2 start=$SECONDS; shift 2
+  until "$@"; do
+    (( SECONDS - start >= limit )) && { echo "    gave up after ${limit}s waiting for $what" >&2; return 1; }
+    printf '    waiting for %s (%ss): %s\n' "$what" "$((SECONDS - start))" "$(cslo '{.status.rollout.reason}')"
+    sleep 5
+  done
+}
+rollout_is() { [[ $(cslo '{.status.rollout.state}') == "$1" ]]; }
+replicas_are() { [[ $(kubectl -n ml get deploy summariser -o jsonpath='{.spec.replicas}') == "$1" ]]; }
+show_rollout() {
+  kubectl -n ml get deploy summariser -o custom-columns='DEPLOYMENT:.metadata.name,PAUSED:.spec.paused,REPLICAS:.spec.replicas,READY:.status.readyReplicas'
+  kubectl -n ml get rs -l app=summariser -o custom-columns='REPLICASET:.metadata.name,REVISION:.metadata.annotations.deployment\.kubernetes\.io/revision,DESIRED:.spec.replicas,READY:.status.readyReplicas'
+  echo "    rollout: $(cslo '{.status.rollout.state}'): $(cslo '{.status.rollout.reason}')"
+}
+swap_model() { # profile gpus tag
+  kubectl -n ml patch deployment summariser --type strategic -p "{\"spec\":{\"template\":{
+    \"metadata\":{\"annotations\":{\"simulator.costslo.dev/profile\":\"$1\",\"simulator.costslo.dev/load-time\":\"20s\"}},
+    \"spec\":{\"containers\":[{\"name\":\"vllm\",\"image\":\"vllm/vllm-openai:$3\",
+      \"resources\":{\"requests\":{\"nvidia.com/gpu\":\"$2\"},\"limits\":{\"nvidia.com/gpu\":\"$2\"}}}]}}}}"
+}
+
 # A repeatable demo: start from an empty namespace.
 kubectl delete namespace ml --ignore-not-found --wait=true >/dev/null
 step "Deploying examples/vllm-deployment.yaml (3 x vLLM, Llama 3.1 8B, 1 H100 each, 20 req/s offered)"
@@ -40,10 +63,13 @@ kubectl -n ml get pods -o wide
 pod_uids() { kubectl -n ml get pods -o jsonpath='{.items[*].metadata.uid}'; }
 DEMO_POD_UIDS=$(pod_uids)
 
-step "Installing the CostSLO CRD and examples/costslo-summariser.yaml (budget \$0.0002 per request)"
+step "Installing the CostSLO CRD and examples/costslo-summariser.yaml (budget \$0.0002 per request, p95 <= 12s)"
 kubectl apply -f "$repo/crds/"
 kubectl wait --for condition=established crd/costslos.costslo.dev --timeout=30s
 kubectl apply -f "$repo/examples/costslo-summariser.yaml"
+echo "    For the demo's pace: windows 3m/1m instead of 1h/5m, bake 45s instead of 10m, scaling on with a 30s cooldown"
+kubectl -n ml patch cslo summariser --type merge -p '{"spec":{"evaluation":{"windows":{"long":"3m","short":"1m"}},
+  "enforcement":{"rollout":{"bakeTime":"45s"},"scaling":{"enabled":true,"cooldown":"30s"}}}}'
 
 step "Starting the operator: costslo run (log: $LAB_DIR/logs/operator.log)"
 "$repo/.venv/bin/costslo" run --interval 10s --liveness "http://127.0.0.1:${LAB_OPERATOR_PORT:-28099}/healthz" \
@@ -59,18 +85,46 @@ promql 'sum by (pod) (rate(vllm:request_success_total{namespace="ml",finished_re
 show_numbers "" "The CostSLOs, as the operator keeps them (kubectl -n ml get cslo -o wide)"
 
 step "Model swap: Llama 3.1 70B on 4 H100s per replica replaces Llama 3.1 8B on one"
-kubectl -n ml patch deployment summariser --type strategic -p '{"spec":{"template":{
-  "metadata":{"annotations":{"simulator.costslo.dev/profile":"llama-3.1-70b-h100"}},
-  "spec":{"containers":[{"name":"vllm","resources":{"requests":{"nvidia.com/gpu":"4"},"limits":{"nvidia.com/gpu":"4"}}}]}}}}'
-kubectl -n ml rollout status deployment/summariser --timeout=180s
+swap_model llama-3.1-70b-h100 4 v0.11.0-70b
+sleep 3
+echo "    The operator saw the new ReplicaSet and paused the Deployment: one canary pod, the old pods keep serving."
+show_rollout
+wait_for "the 70B canary to bake for 45s on its own traffic" 240 rollout_is Blocked
 DEMO_POD_UIDS="$DEMO_POD_UIDS $(pod_uids)"
-export DEMO_POD_UIDS
-sleep 75
-show_numbers " after the swap" "The CostSLOs after the swap: 4x the GPUs for the same traffic breaks the budget"
+step "Rollout blocked: the 70B revision's projected cost per request breaks the budget"
+show_rollout
+kubectl -n ml get cslo -o wide
+echo "    $(cslo '{.status.message}')"
 step "What Argo Rollouts or Flagger would be told: GET /verdict/ml/summariser"
 curl -s "http://127.0.0.1:${LAB_OPERATOR_HTTP_PORT:-28082}/verdict/ml/summariser"; echo
+step "What a CI step or an ArgoCD PostSync Job would be told: costslo gate (exit code 1: breached)"
+set +e
+"$repo/.venv/bin/costslo" gate -n ml --name summariser --timeout 30s --poll 5s
+echo "    exit code $?"
+set -e
+
+step "Second try: Llama 3.1 8B in an FP8 build (faster decode) on one H100; the blocked 70B is superseded"
+swap_model llama-3.1-8b-h100 1 v0.11.0-fp8
+kubectl -n ml patch deployment summariser --type merge -p \
+  '{"spec":{"template":{"metadata":{"annotations":{"simulator.costslo.dev/profile-overrides":"{\"decodeTokensPerSecond\": 5200}"}}}}}'
+wait_for "the FP8 canary to bake and be judged" 300 rollout_is Promoted
+step "Promoted: the Deployment is resumed and rolls out"
+kubectl -n ml rollout status deployment/summariser --timeout=180s
+show_rollout
+DEMO_POD_UIDS="$DEMO_POD_UIDS $(pod_uids)"
+
+step "Traffic drops from 20 to 4 req/s: idle GPUs now make each request too dear"
+kubectl -n ml annotate deployment summariser --overwrite simulator.costslo.dev/offered-rps=4
+wait_for "replicas trimmed" 300 replicas_are 2
+echo "    $(cslo '{.status.scaling.lastAction}'): $(cslo '{.status.scaling.reason}')"
+wait_for "the 30s cooldown and a second step" 240 replicas_are 1
+echo "    $(cslo '{.status.scaling.lastAction}'): $(cslo '{.status.scaling.reason}')"
+kubectl -n ml get cslo -o wide
+export DEMO_POD_UIDS
+
 step "Events"
-kubectl -n ml get events --field-selector involvedObject.kind=CostSLO -o custom-columns=TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message
+kubectl -n ml get events --field-selector involvedObject.kind=CostSLO --sort-by=.lastTimestamp \
+  -o custom-columns=TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message
 
 step "Ground truth from the simulator: $COSTSLO_SIMULATOR_URL/truth"
 "$PY" - <<'PYEOF'

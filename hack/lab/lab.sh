@@ -206,6 +206,28 @@ nodes_up() {
   say "$(kubectl get nodes -l type=kwok --no-headers | wc -l) fake GPU nodes Ready"
 }
 
+start_prometheus() {
+  render "$repo/hack/lab/prometheus.yml" >"$LAB_DIR/prometheus/prometheus.yml"
+  start_process prometheus "$LAB_PROMETHEUS_PORT" "$BIN/prometheus" --config.file "$LAB_DIR/prometheus/prometheus.yml" \
+    --storage.tsdb.path "$LAB_DIR/prometheus/data" --storage.tsdb.retention.time 1d \
+    --web.listen-address "127.0.0.1:$LAB_PROMETHEUS_PORT" --web.enable-lifecycle
+}
+
+# `stop prometheus` / `start prometheus`: an outage of the metrics backend, with its data kept, so
+# tests and people can watch the operator go MetricsUnavailable and come back.
+stop_one() {
+  [[ ${1:-} == prometheus ]] || die "usage: $0 stop prometheus"
+  stop_pidfile "$PIDS/prometheus.pid" prometheus
+}
+
+start_one() {
+  [[ ${1:-} == prometheus ]] || die "usage: $0 start prometheus"
+  [[ -f $LAB_DIR/lab.env ]] || die "the lab is not up; run '$0 up'"
+  pid_alive "$PIDS/prometheus.pid" && { say "prometheus is already running"; return; }
+  start_prometheus
+  wait_http "http://127.0.0.1:$LAB_PROMETHEUS_PORT/-/ready" 60 Prometheus
+}
+
 up() {
   [[ -x $BIN/kwokctl && -x $BIN/prometheus && -x $BIN/kube-state-metrics ]] ||
     die "lab tools are missing in $BIN; run 'make tools' first"
@@ -220,11 +242,7 @@ up() {
     --telemetry-host 127.0.0.1 --telemetry-port "$LAB_KSM_TELEMETRY_PORT"
   start_process simulator "$LAB_SIMULATOR_PORT" "$PYTHON" -m costslo simulate --kubeconfig "$KUBECONFIG_PATH" \
     --host 127.0.0.1 --port "$LAB_SIMULATOR_PORT"
-  render "$repo/hack/lab/prometheus.yml" >"$LAB_DIR/prometheus/prometheus.yml"
-  start_process prometheus "$LAB_PROMETHEUS_PORT" "$BIN/prometheus" --config.file "$LAB_DIR/prometheus/prometheus.yml" \
-    --storage.tsdb.path "$LAB_DIR/prometheus/data" --storage.tsdb.retention.time 1d \
-    --web.listen-address "127.0.0.1:$LAB_PROMETHEUS_PORT" --web.enable-lifecycle
-
+  start_prometheus
   wait_http "http://127.0.0.1:$LAB_KSM_PORT/healthz" 60 kube-state-metrics
   wait_http "http://127.0.0.1:$LAB_SIMULATOR_PORT/healthz" 60 simulator
   wait_http "http://127.0.0.1:$LAB_PROMETHEUS_PORT/-/ready" 60 Prometheus
@@ -285,5 +303,7 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  stop) stop_one "${2:-}" ;;
+  start) start_one "${2:-}" ;;
+  *) echo "usage: $0 up|down|status|stop prometheus|start prometheus" >&2; exit 2 ;;
 esac

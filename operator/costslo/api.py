@@ -364,10 +364,23 @@ class RevisionCost(_Status):
 
 
 class RolloutStatus(_Status):
-    state: str | None = None
-    revision: str | None = None
+    state: str | None = Field(
+        None, description="Stable, Baking, Promoted, Blocked, RolledBack, Overridden or Superseded."
+    )
+    revision: str | None = Field(None, description="The pod-template-hash the state is about.")
+    stable_revision: str | None = Field(None, description="The last revision let through.")
     since: str | None = None
+    bake_started: str | None = Field(None, description="When the new revision's first pod was ready.")
     reason: str | None = None
+    rejected_revisions: list[str] = Field(
+        default_factory=list, description="Pod-template-hashes rolled back; not retried."
+    )
+    paused_by_gate: bool | None = Field(
+        None, description="The gate paused the Deployment and will resume it."
+    )
+    judged_generation: int | None = Field(
+        None, description="The CostSLO generation a block was decided under."
+    )
 
 
 class ScalingStatus(_Status):

@@ -10,23 +10,36 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 import structlog
 
-from costslo import api, economics, views
+from costslo import api, economics, rollout, scaling, views
 from costslo.economics import CostBreakdown, Prices
 from costslo.inventory import Inventory, TargetPods
 from costslo.metrics.prometheus import PrometheusError
 from costslo.metrics.window import Latency, Querier, Samples, WindowSamples, fetch_window
 from costslo.pricing import GpuPrice, PriceCatalog, PricingError, gpu_price, weighted_gpu_price
+from costslo.rollout import GateDecision, RevisionFigures
 from costslo.runtimes import LATENCY_QUANTITY, LabelConfig, Quantity, RuntimePreset, preset_for
+from costslo.scaling import ScalingDecision, ScalingInputs, ScalingPolicy
 from costslo.usage import usage_of
-from costslo.verdict import Policy, Standing, Verdict, WindowReading, judge, merge_conditions
+from costslo.verdict import (
+    ROLLOUT_ALLOWED,
+    Policy,
+    Standing,
+    Verdict,
+    VerdictCondition,
+    WindowReading,
+    judge,
+    merge_conditions,
+)
 
 log = structlog.get_logger(__name__)
 
 SPEC_VALID = "SpecValid"
+INFEASIBLE = "Infeasible"
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,8 @@ class Evaluation:
     status: dict[str, Any]
     verdict: Verdict | None
     phase: str
+    gate: GateDecision | None = None
+    sizing: Sizing | None = None
 
 
 @dataclass
@@ -176,9 +191,117 @@ class Evaluator:
             if seconds == long_s:
                 samples_long = (window, prices)
         verdict = judge(readings[0], readings[1], policy, Standing.from_conditions(slo.status.conditions))
+        revisions = self._revisions(spec, target, costs[0], samples_long, long_s)
+        gate = self._gate(slo, spec, revisions, now) if target.found else None
         # `current` shows the short window: the most recent numbers; the verdict weighs both windows.
-        status = self._status(slo, spec, target, verdict, costs, latencies, samples_long, long_s, now)
-        return Evaluation(slo, status, verdict, verdict.phase)
+        status = self._status(slo, spec, verdict, costs, latencies, revisions, gate, now)
+        sizing = self._scaling(slo, spec, costs[1], latencies[1], gate, now) if target.found else None
+        if sizing is not None:
+            status["scaling"] = _scaling_status(sizing, slo.status.scaling, now)
+            status["conditions"].append(
+                _infeasible_condition(sizing, slo.status.conditions, now, slo.generation)
+            )
+        return Evaluation(slo, status, verdict, str(status["phase"]), gate, sizing)
+
+    def _scaling(
+        self,
+        slo: SloObject,
+        spec: api.CostSLOSpec,
+        recent: CostBreakdown | None,
+        latency: Latency | None,
+        gate: GateDecision | None,
+        now: float,
+    ) -> Sizing | None:
+        if not spec.enforcement.scaling.enabled:
+            return None
+        replicas = self._inventory.replicas(slo.namespace, spec.target_ref.name)
+        if replicas is None:
+            return None
+        limit = spec.objective.latency.threshold_seconds if spec.objective.latency else None
+        inputs = ScalingInputs(
+            replicas=replicas,
+            utilisation=recent.utilisation if recent else None,
+            requests_per_second=recent.requests_per_second if recent else None,
+            cost_per_request=recent.cost_per_request if recent else None,
+            budget=spec.objective.to_economics().budget,
+            latency_seconds=latency.seconds if latency else None,
+            latency_limit=limit,
+            requests=recent.requests if recent else None,
+        )
+        previous = slo.status.scaling
+        decision = scaling.decide(
+            inputs,
+            ScalingPolicy.from_spec(spec),
+            last_action_time=_epoch(previous.last_action_time) if previous else None,
+            now=now,
+            autoscaler=self._inventory.autoscaler(slo.namespace, spec.target_ref.name),
+        )
+        if decision.scale_to is not None and spec.enforcement.mode == "Report":
+            decision = replace(
+                decision, scale_to=None, reason=f"{decision.reason} (Report mode: not applied)"
+            )
+        if decision.scale_to is not None and gate is not None and gate.holding:
+            decision = replace(
+                decision, scale_to=None, reason=f"{decision.reason}; held while the rollout gate decides"
+            )
+        return Sizing(replicas, decision)
+
+    def _revisions(
+        self,
+        spec: api.CostSLOSpec,
+        target: TargetPods,
+        cost: CostBreakdown | None,
+        samples_long: tuple[WindowSamples, Prices] | None,
+        long_s: float,
+    ) -> list[dict[str, Any]]:
+        """Each revision on its own pods over the long window, with its projected cost."""
+        if samples_long is None or cost is None:
+            return []
+        window, prices = samples_long
+        quantile = spec.objective.latency.quantile if spec.objective.latency else 0.95
+        revisions = []
+        for rev in target.revisions:
+            rev_samples = window.total(rev.pods)
+            usage = usage_of(rev_samples, long_s)
+            rev_cost = economics.cost_of(usage, prices)
+            projection = economics.project(usage, prices, fleet_utilisation=cost.utilisation)
+            rev_latency = rev_samples.latency(policy_metric(spec), quantile)
+            revisions.append(
+                {
+                    "podTemplateHash": rev.pod_template_hash,
+                    "revision": rev.revision,
+                    "costPerRequest": _money(rev_cost.cost_per_request),
+                    "projectedCostPerRequest": _money(projection.cost_per_request),
+                    "latencySeconds": views.plain(rev_latency.seconds) if rev_latency else None,
+                    "requests": views.plain(rev_cost.requests),
+                }
+            )
+        return revisions
+
+    def _gate(
+        self, slo: SloObject, spec: api.CostSLOSpec, revisions: Sequence[Mapping[str, Any]], now: float
+    ) -> GateDecision:
+        figures = {
+            str(r["podTemplateHash"]): RevisionFigures(
+                projected_cost_per_request=(
+                    None if r["projectedCostPerRequest"] is None else Decimal(r["projectedCostPerRequest"])
+                ),
+                latency_seconds=r["latencySeconds"],
+                requests=r["requests"],
+            )
+            for r in revisions
+        }
+        memory = rollout.Memory.from_status(
+            slo.status.rollout.model_dump(by_alias=True, exclude_none=True) if slo.status.rollout else None
+        )
+        return rollout.step(
+            self._inventory.deployment_state(slo.namespace, spec.target_ref.name),
+            memory,
+            figures,
+            rollout.GatePolicy.from_spec(spec),
+            slo.generation,
+            now,
+        )
 
     def _prices(
         self, spec: api.CostSLOSpec, target: TargetPods, window: WindowSamples
@@ -225,49 +348,43 @@ class Evaluator:
         self,
         slo: SloObject,
         spec: api.CostSLOSpec,
-        target: TargetPods,
         verdict: Verdict,
         costs: Sequence[CostBreakdown | None],
         latencies: Sequence[Latency | None],
-        samples_long: tuple[WindowSamples, Prices] | None,
-        long_s: float,
+        revisions: list[dict[str, Any]],
+        gate: GateDecision | None,
         now: float,
     ) -> dict[str, Any]:
         current: dict[str, Any] = {"window": spec.evaluation.windows.short}
-        revisions: list[dict[str, Any]] = []
-        recent, latency, cost = costs[1], latencies[1], costs[0]
+        recent, latency = costs[1], latencies[1]
         if recent is not None:
             current.update(views.current_fields(recent))
             current["latencySeconds"] = views.plain(latency.seconds) if latency else None
-        if samples_long is not None and cost is not None:
-            window, prices = samples_long
-            quantile = spec.objective.latency.quantile if spec.objective.latency else 0.95
-            for rev in target.revisions:
-                rev_samples = window.total(rev.pods)
-                usage = usage_of(rev_samples, long_s)
-                rev_cost = economics.cost_of(usage, prices)
-                projection = economics.project(usage, prices, fleet_utilisation=cost.utilisation)
-                rev_latency = rev_samples.latency(policy_metric(spec), quantile)
-                revisions.append(
-                    {
-                        "podTemplateHash": rev.pod_template_hash,
-                        "revision": rev.revision,
-                        "costPerRequest": _money(rev_cost.cost_per_request),
-                        "projectedCostPerRequest": _money(projection.cost_per_request),
-                        "latencySeconds": views.plain(rev_latency.seconds) if rev_latency else None,
-                        "requests": views.plain(rev_cost.requests),
-                    }
-                )
+        if revisions:
             current["projectedCostPerRequest"] = next(
                 (r["projectedCostPerRequest"] for r in reversed(revisions) if r["projectedCostPerRequest"]),
                 None,
             )
+        phase: str = verdict.phase
+        message = verdict.reason
+        verdict_conditions = list(verdict.conditions)
+        enforce = spec.enforcement.mode == "Enforce"
+        if gate is not None and gate.holding and gate.memory.reason:
+            held = VerdictCondition(
+                ROLLOUT_ALLOWED,
+                "False",
+                "RolloutBlocked" if gate.blocked else "Baking",
+                gate.memory.reason if enforce else f"{gate.memory.reason} (Report mode: nothing is held)",
+            )
+            verdict_conditions = [c for c in verdict_conditions if c.type != ROLLOUT_ALLOWED] + [held]
+        if gate is not None and gate.blocked and enforce:
+            phase, message = "RolloutBlocked", gate.memory.reason or message
         spec_valid = api.Condition(
             type=SPEC_VALID, status="True", reason="SpecValid", message="", last_transition_time=_now_iso(now)
         )
         conditions = merge_conditions(
-            [c for c in slo.status.conditions if c.type != SPEC_VALID],
-            verdict.conditions,
+            [c for c in slo.status.conditions if c.type not in (SPEC_VALID, INFEASIBLE)],
+            verdict_conditions,
             _now_iso(now),
             slo.generation,
         )
@@ -276,12 +393,13 @@ class Evaluator:
             spec_valid = previous_valid
         return {
             "observedGeneration": slo.generation,
-            "phase": verdict.phase,
+            "phase": phase,
             "budget": _money(spec.objective.to_economics().budget),
             "current": {k: v for k, v in current.items() if v is not None},
             "revisions": revisions,
+            "rollout": (gate.memory.to_status() or None) if gate is not None else None,
             "lastEvaluationTime": _now_iso(now),
-            "message": verdict.reason,
+            "message": message,
             "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in [spec_valid, *conditions]],
         }
 
@@ -309,6 +427,51 @@ class Evaluator:
             None,
             "InvalidSpec",
         )
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """The scaling decision of one CostSLO, with the replicas it started from."""
+
+    replicas: int
+    decision: ScalingDecision
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _scaling_status(sizing: Sizing, previous: api.ScalingStatus | None, now: float) -> dict[str, Any]:
+    d = sizing.decision
+    out: dict[str, Any] = {"recommendedReplicas": d.recommended_replicas, "reason": d.reason}
+    if d.scale_to is not None:
+        verb = "ScaleUp" if d.scale_to > sizing.replicas else "ScaleDown"
+        out.update(lastAction=f"{verb} {sizing.replicas}->{d.scale_to}", lastActionTime=_now_iso(now))
+    elif previous is not None:
+        out.update(lastAction=previous.last_action, lastActionTime=previous.last_action_time)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _infeasible_condition(
+    sizing: Sizing, previous: Sequence[api.Condition], now: float, generation: int
+) -> dict[str, Any]:
+    """Infeasible=True when no replica count holds both cost and latency."""
+    status: Literal["True", "False"] = "True" if sizing.decision.infeasible else "False"
+    old = next((c for c in previous if c.type == INFEASIBLE), None)
+    since = old.last_transition_time if old is not None and old.status == status else _now_iso(now)
+    return api.Condition(
+        type=INFEASIBLE,
+        status=status,
+        reason="CostAndLatencyConflict" if sizing.decision.infeasible else "Feasible",
+        message=sizing.decision.reason if sizing.decision.infeasible else "",
+        last_transition_time=since,
+        observed_generation=generation,
+    ).model_dump(by_alias=True, exclude_none=True)
 
 
 def policy_metric(spec: api.CostSLOSpec) -> Any:

@@ -11,6 +11,7 @@ import kopf
 
 from costslo import api, server
 from costslo.loop import OperatorLoop
+from costslo.rollout import OVERRIDE_ANNOTATION
 from costslo.settings import OperatorSettings
 
 _settings: OperatorSettings | None = None
@@ -72,12 +73,21 @@ async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event("apps", "v1", "replicasets")
 async def replicaset_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.loop.inventory.replicaset(event["object"], deleted=_deleted(event))
+    # A new ReplicaSet may be a new revision: the gate pauses it now, not at the next interval.
+    if memo.loop.inventory.replicaset(event["object"], deleted=_deleted(event)):
+        memo.loop.wake()
 
 
 @kopf.on.event("apps", "v1", "deployments")
 async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.loop.inventory.deployment(event["object"], deleted=_deleted(event))
+    if OVERRIDE_ANNOTATION in (event["object"]["metadata"].get("annotations") or {}):
+        memo.loop.wake()
+
+
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
+async def autoscaler_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.loop.inventory.autoscaler_object(event["object"], deleted=_deleted(event))
 
 
 @kopf.on.event("", "v1", "nodes")

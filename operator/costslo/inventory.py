@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from costslo.kubeobjects import controller_of, gpus_requested, template_hash
+from costslo.rollout import DeploymentState, Revision
 
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -25,6 +26,31 @@ class PodInfo:
     gpus: int
     node: str | None
     deleted_at: float | None = None
+
+
+@dataclass(frozen=True)
+class _ReplicaSet:
+    deployment: str | None
+    revision: Revision
+
+
+@dataclass(frozen=True)
+class _Deployment:
+    paused: bool
+    template: Mapping[str, Any]
+    annotations: Mapping[str, str]
+    replicas: int
+
+
+def without_hash_label(template: Mapping[str, Any]) -> dict[str, Any]:
+    """A ReplicaSet's pod template as the Deployment wrote it: the controller adds only the hash label."""
+    meta = dict(template.get("metadata") or {})
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != TEMPLATE_HASH_LABEL}
+    if labels:
+        meta["labels"] = labels
+    else:
+        meta.pop("labels", None)
+    return {**template, "metadata": meta}
 
 
 @dataclass(frozen=True)
@@ -53,8 +79,10 @@ class Inventory:
         self._pods: dict[tuple[str, str], PodInfo] = {}
         self._rs_owner: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, rs) -> (kind, name)
         self._rs_revision: dict[tuple[str, str], str | None] = {}
-        self._deployments: set[tuple[str, str]] = set()
+        self._deployments: dict[tuple[str, str], _Deployment] = {}
+        self._replicasets: dict[tuple[str, str], _ReplicaSet] = {}
         self._node_labels: dict[str, dict[str, str]] = {}
+        self._autoscalers: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, hpa) -> (deployment, who)
         self._retention = retention_seconds
         self._clock = clock
 
@@ -76,22 +104,48 @@ class Inventory:
             node=spec.get("nodeName"),
         )
 
-    def replicaset(self, body: Mapping[str, Any], deleted: bool = False) -> None:
-        meta = body["metadata"]
+    def replicaset(self, body: Mapping[str, Any], deleted: bool = False) -> bool:
+        """Records a ReplicaSet; True when it is one not seen before (a new revision, perhaps)."""
+        meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
         key = (str(meta["namespace"]), str(meta["name"]))
         owner = controller_of(meta)
         # Deleted ReplicaSets stay known: their pods may still count in the window.
         if owner is not None:
             self._rs_owner[key] = owner
-        self._rs_revision[key] = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+        revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+        self._rs_revision[key] = revision
+        new = key not in self._replicasets
+        if deleted:
+            self._replicasets.pop(key, None)
+            return False
+        deployment = owner[1] if owner and owner[0] == "Deployment" else None
+        labels = meta.get("labels") or {}
+        self._replicasets[key] = _ReplicaSet(
+            deployment,
+            Revision(
+                pod_template_hash=str(
+                    labels.get(TEMPLATE_HASH_LABEL) or template_hash(key[1], deployment or "")
+                ),
+                number=whole_revision(revision),
+                template=without_hash_label(spec.get("template") or {}),
+                replicas=int(spec.get("replicas") or 0),
+                ready_replicas=int(status.get("readyReplicas") or 0),
+            ),
+        )
+        return new
 
     def deployment(self, body: Mapping[str, Any], deleted: bool = False) -> None:
-        meta = body["metadata"]
+        meta, spec = body["metadata"], body.get("spec") or {}
         key = (str(meta["namespace"]), str(meta["name"]))
         if deleted:
-            self._deployments.discard(key)
+            self._deployments.pop(key, None)
         else:
-            self._deployments.add(key)
+            self._deployments[key] = _Deployment(
+                paused=bool(spec.get("paused")),
+                template=spec.get("template") or {},
+                annotations=dict(meta.get("annotations") or {}),
+                replicas=1 if spec.get("replicas") is None else int(spec["replicas"]),
+            )
 
     def node(self, body: Mapping[str, Any], deleted: bool = False) -> None:
         name = str(body["metadata"]["name"])
@@ -99,6 +153,29 @@ class Inventory:
             self._node_labels.pop(name, None)
         else:
             self._node_labels[name] = dict(body["metadata"].get("labels") or {})
+
+    def autoscaler_object(self, body: Mapping[str, Any], deleted: bool = False) -> None:
+        """A HorizontalPodAutoscaler; KEDA's ScaledObjects create one each, so this sees them as well."""
+        meta, spec = body["metadata"], body.get("spec") or {}
+        key = (str(meta["namespace"]), str(meta["name"]))
+        ref = spec.get("scaleTargetRef") or {}
+        if deleted or ref.get("kind") != "Deployment":
+            self._autoscalers.pop(key, None)
+            return
+        owner = controller_of(meta)
+        who = (
+            f"KEDA ScaledObject {owner[1]}"
+            if owner and owner[0] == "ScaledObject"
+            else f"HorizontalPodAutoscaler {key[1]}"
+        )
+        self._autoscalers[key] = (str(ref.get("name")), who)
+
+    def autoscaler(self, namespace: str, deployment: str) -> str | None:
+        """Who owns the Deployment's replicas besides us, if anyone."""
+        for (ns, _), (target, who) in sorted(self._autoscalers.items()):
+            if ns == namespace and target == deployment:
+                return who
+        return None
 
     def forget_old(self) -> None:
         """Drops pods deleted longer ago than the retention (the longest window in use)."""
@@ -113,6 +190,22 @@ class Inventory:
 
     def node_labels(self, node: str) -> dict[str, str] | None:
         return self._node_labels.get(node)
+
+    def deployment_state(self, namespace: str, deployment: str) -> DeploymentState | None:
+        """The Deployment and its ReplicaSets as the rollout gate reads them; None when unknown."""
+        d = self._deployments.get((namespace, deployment))
+        if d is None:
+            return None
+        revisions = tuple(
+            rs.revision
+            for (ns, _), rs in self._replicasets.items()
+            if ns == namespace and rs.deployment == deployment
+        )
+        return DeploymentState(namespace, deployment, d.paused, d.template, d.annotations, revisions)
+
+    def replicas(self, namespace: str, deployment: str) -> int | None:
+        d = self._deployments.get((namespace, deployment))
+        return d.replicas if d else None
 
     def target(self, namespace: str, deployment: str, since: float | None = None) -> TargetPods:
         """The Deployment's pods by revision, including pods deleted after `since`."""
@@ -134,3 +227,10 @@ class Inventory:
                 RevisionPods(h, revisions[h], tuple(sorted(pods))) for h, pods in sorted(by_hash.items())
             ),
         )
+
+
+def whole_revision(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0

@@ -6,6 +6,7 @@ One loop for all CostSLOs (not a timer per object), so PromQL queries are batche
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -14,6 +15,7 @@ import structlog
 from pydantic import ValidationError
 
 from costslo import api
+from costslo.actions.deployment import DeploymentWriter, action_name
 from costslo.actions.status import StatusWriter, needs_write
 from costslo.evaluator import Evaluation, Evaluator, EvaluatorConfig, SloObject
 from costslo.inventory import Inventory
@@ -25,6 +27,8 @@ from costslo.telemetry import Telemetry
 log = structlog.get_logger(__name__)
 
 STARTUP_GRACE_SECONDS = 5.0
+# A burst of watch events (a rollout creates and scales ReplicaSets) wakes the loop once, not per event.
+MIN_SECONDS_BETWEEN_CYCLES = 1.0
 
 
 def describe_errors(exc: ValidationError) -> str:
@@ -69,6 +73,8 @@ class OperatorLoop:
         catalog = read_catalog(settings.price_catalog) if settings.price_catalog else None
         self.evaluator = Evaluator(self.client, self.inventory, EvaluatorConfig(settings.labels, catalog))
         self.writer = StatusWriter(api_client)
+        self.deployments = DeploymentWriter(api_client)
+        self._wake: asyncio.Event | None = None
         self._written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._phases: dict[tuple[str, str], str] = {}
         self._latest: dict[tuple[str, str], Mapping[str, Any]] = {}
@@ -90,23 +96,34 @@ class OperatorLoop:
         else:
             self.slos[key] = body
 
+    def wake(self) -> None:
+        """Runs the next cycle now: a watch saw something the rollout gate must answer at once."""
+        if self._wake is not None:
+            self._wake.set()
+
     async def run(self) -> None:
-        """Evaluates every interval until cancelled; a failing cycle is logged, never fatal."""
+        """Evaluates every interval, or sooner when woken, until cancelled; a failing cycle is never fatal."""
+        self._wake = asyncio.Event()
         # Let the watches deliver their initial lists first: judging an empty inventory would announce
         # "target not found" for every CostSLO on each restart.
         await asyncio.sleep(min(self.settings.interval_seconds, STARTUP_GRACE_SECONDS))
         while True:
             started = time.monotonic()
+            self._wake.clear()
             try:
                 await asyncio.to_thread(self.cycle)
             except Exception:  # one bad cycle must not stop the operator
                 log.exception("evaluation cycle failed")
-            await asyncio.sleep(max(0.0, self.settings.interval_seconds - (time.monotonic() - started)))
+            await asyncio.sleep(MIN_SECONDS_BETWEEN_CYCLES)
+            remaining = self.settings.interval_seconds - (time.monotonic() - started)
+            if remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=remaining)
 
     def cycle(self) -> list[Evaluation]:
         now = time.time()
         before = self.client.queries
-        slos = [slo_object(b) for b in list(self.slos.values())]
+        slos = [slo_object(self._latest_known(key, b)) for key, b in list(self.slos.items())]
         results = self.evaluator.cycle(slos, now)
         for ev in results:
             self._act(ev, now)
@@ -122,6 +139,12 @@ class OperatorLoop:
         )
         return results
 
+    def _latest_known(self, key: tuple[str, str], body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The CostSLO with the status this process last wrote: the watch may not have echoed it yet,
+        and the rollout gate must build on its own latest decision."""
+        last = self._written.get(key)
+        return {**body, "status": last[1]} if last else body
+
     def _act(self, ev: Evaluation, now: float) -> None:
         key = (ev.slo.namespace, ev.slo.name)
         self._latest[key] = ev.status
@@ -136,35 +159,74 @@ class OperatorLoop:
                 self.writer.write_status(ev.slo.namespace, ev.slo.name, ev.status)
                 self._written[key] = (now, ev.status)
                 self.telemetry.writes.inc()
+        except Exception as exc:
+            # The decision is not on record, so nothing is done on it: the next cycle decides again.
+            bound.warning("cannot write status", error=str(exc))
+            return
+        try:
+            self._enforce(ev, body, now)
             old_phase = self._phases.get(key) or (body.get("status") or {}).get("phase")
             if old_phase != ev.phase:
                 self._phases[key] = ev.phase
                 self._announce(ev, body, old_phase, now)
         except Exception as exc:
-            bound.warning("cannot write status", error=str(exc))
+            bound.warning("cannot act on the verdict", error=str(exc))
+
+    def _enforce(self, ev: Evaluation, body: Mapping[str, Any], now: float) -> None:
+        """The rollout gate's writes and scaling steps, after their decision is in status."""
+        spec = ev.slo.spec
+        if spec is None:
+            return
+        target = spec.target_ref.name
+        bound = log.bind(namespace=ev.slo.namespace, name=ev.slo.name, deployment=target)
+        gate = ev.gate
+        if gate is not None and gate.actions:
+            self.deployments.apply(ev.slo.namespace, target, gate.actions)
+            for action in gate.actions:
+                self.telemetry.actions.labels(action_name(action)).inc()
+            bound.info("rollout gate", actions=[action_name(a) for a in gate.actions])
+        for event in gate.events if gate is not None else ():
+            self._post(ev, body, event.type, event.reason, event.message, now)
+        sizing = ev.sizing
+        if sizing is not None and sizing.decision.scale_to is not None:
+            to = sizing.decision.scale_to
+            self.deployments.scale(ev.slo.namespace, target, to)
+            self.telemetry.actions.labels("scale").inc()
+            verb = "ScaledUp" if to > sizing.replicas else "ScaledDown"
+            bound.info("scaled", replicas=to, previous=sizing.replicas)
+            self._post(ev, body, "Normal", verb, sizing.decision.reason, now)
+
+    def _post(
+        self,
+        ev: Evaluation,
+        body: Mapping[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+        now: float,
+        on_target: bool = True,
+    ) -> None:
+        """An Event on the CostSLO and one on its target Deployment."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        uid = body.get("metadata", {}).get("uid")
+        ns = ev.slo.namespace
+        self.writer.event(
+            ns, ev.slo.name, uid, api.KIND, f"{api.GROUP}/{api.VERSION}", type_, reason, message, stamp
+        )
+        if ev.slo.spec is not None and on_target:
+            self.writer.event(
+                ns, ev.slo.spec.target_ref.name, None, "Deployment", "apps/v1", type_, reason, message, stamp
+            )
 
     def _announce(self, ev: Evaluation, body: Mapping[str, Any], old: str | None, now: float) -> None:
         message = str(ev.status.get("message") or ev.phase)
         type_ = "Normal" if ev.phase in ("Met", "InsufficientTraffic", "Pending") else "Warning"
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-        uid = body.get("metadata", {}).get("uid")
-        self.writer.event(
-            ev.slo.namespace,
-            ev.slo.name,
-            uid,
-            api.KIND,
-            f"{api.GROUP}/{api.VERSION}",
-            type_,
-            ev.phase,
-            f"{old or 'new'} -> {ev.phase}: {message}",
-            stamp,
-        )
         spec = ev.slo.spec
-        if (
-            spec is not None
-            and spec.enforcement.mode == "Enforce"
-            and self.inventory.target(ev.slo.namespace, spec.target_ref.name).found
-        ):
+        found = spec is not None and self.inventory.target(ev.slo.namespace, spec.target_ref.name).found
+        self._post(
+            ev, body, type_, ev.phase, f"{old or 'new'} -> {ev.phase}: {message}", now, on_target=found
+        )
+        if spec is not None and spec.enforcement.mode == "Enforce" and found:
             cost = (ev.status.get("current") or {}).get("costPerRequest")
             self.writer.annotate_target(ev.slo.namespace, spec.target_ref.name, cost, ev.phase)
             self.telemetry.actions.labels("annotate").inc()

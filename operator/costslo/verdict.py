@@ -634,6 +634,16 @@ def _dollars(measured: Sequence[Decimal], limits: Sequence[Decimal]) -> list[str
             places += 1
 
 
+def dollars(measured: Sequence[Decimal], limits: Sequence[Decimal]) -> list[str]:
+    """Money for sentences, as the verdict writes it: measured values never read like their limits."""
+    return _dollars(measured, limits)
+
+
+def seconds(measured: Sequence[float], limits: Sequence[float]) -> list[str]:
+    """Durations for sentences, as the verdict writes them."""
+    return _seconds(measured, limits)
+
+
 def _places(value: Decimal) -> int:
     exponent = value.as_tuple().exponent
     return -exponent if isinstance(exponent, int) else 0

@@ -4,8 +4,6 @@ the printer columns filled, Events on phase changes, and a fixed number of queri
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,16 +15,11 @@ from kubernetes import client
 
 from tests.support.costslos import costslo
 from tests.support.lab import REPO, Lab, deployment_available, wait_for
+from tests.support.operator import OperatorProcess
 from tests.support.workloads import inference_deployment
 
 GROUP, VERSION, PLURAL = "costslo.dev", "v1alpha1", "costslos"
 OFFERED_RPS = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -35,46 +28,19 @@ def operator_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def http_port() -> int:
-    return free_port()
+def operator(lab: Lab, costslo_crd: None, operator_log: Path) -> Iterator[OperatorProcess]:
+    """The operator as a user runs it, against the lab, evaluating every 5 s."""
+    process = OperatorProcess(lab, operator_log)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture(scope="module")
-def operator(
-    lab: Lab, costslo_crd: None, operator_log: Path, http_port: int
-) -> Iterator[subprocess.Popen[str]]:
-    """The operator as a user runs it, against the lab, evaluating every 5 s."""
-    log = operator_log.open("w")
-    env = {**os.environ, "KUBECONFIG": lab.kubeconfig, "PROMETHEUS_URL": lab.prometheus_url}
-    proc = subprocess.Popen(
-        [
-            str(REPO / ".venv" / "bin" / "costslo"),
-            "run",
-            "--interval",
-            "5s",
-            "--log-format",
-            "json",
-            "--liveness",
-            f"http://127.0.0.1:{free_port()}/healthz",
-            "--http",
-            f"127.0.0.1:{http_port}",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+def http_port(operator: OperatorProcess) -> int:
+    return operator.http_port
 
 
 def slo(name: str, target: str, budget: str, **spec: Any) -> dict[str, Any]:
@@ -94,7 +60,7 @@ def status_of(lab: Lab, ns: str, name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def judged(lab: Lab, operator: subprocess.Popen[str]) -> Iterator[str]:
+def judged(lab: Lab, operator: OperatorProcess) -> Iterator[str]:
     with lab.namespace("op") as ns:
         lab.apps.create_namespaced_deployment(
             ns, inference_deployment("chat", replicas=2, offered_rps=OFFERED_RPS)
@@ -125,6 +91,7 @@ def judged(lab: Lab, operator: subprocess.Popen[str]) -> Iterator[str]:
 def test_status_shows_live_cost_and_the_phase_it_calls_for(lab: Lab, judged: str) -> None:
     generous, stingy = status_of(lab, judged, "generous"), status_of(lab, judged, "stingy")
     assert generous["phase"] == "Met" and stingy["phase"] == "Breached"
+
     # Right after the pods start, the window still holds their loading time (GPUs paid for, nothing served);
     # judge the figure once the short window lies wholly in steady serving (2 GPUs on average).
     def window_full() -> dict[str, Any] | None:
@@ -132,7 +99,7 @@ def test_status_shows_live_cost_and_the_phase_it_calls_for(lab: Lab, judged: str
         return current if current.get("gpus") == pytest.approx(2, rel=0.02) else None
 
     wait_for("the short window to lie wholly in steady serving", window_full, timeout=150, interval=3)
-    # Steady load: the simulator's exact GPU-seconds per delivered request over any stretch of it is the truth.
+    # Steady load: the simulator's exact GPU-seconds per delivered request over any stretch is the truth.
     truth0 = lab.truth()
     time.sleep(30)
     truth1 = lab.truth()

@@ -92,3 +92,26 @@ def test_status_is_written_only_when_something_material_changes() -> None:
     flipped = {**base, "conditions": [{"type": "SLOMet", "status": "False", "lastTransitionTime": "t1"}]}
     assert needs_write(base, flipped, seconds_since_write=30)
     assert needs_write(None, base, seconds_since_write=0)
+
+
+def test_steady_wobble_is_not_news_but_new_words_and_fields_are() -> None:
+    said = {
+        "message": "cost per request $0.000388 is within the budget $0.0005 over 53.8 requests",
+        "current": {"costPerRequest": "0.000388", "requests": 1000},
+        "rollout": {"state": "Stable", "revision": "84768c475c"},
+    }
+    wobble = {
+        "message": "cost per request $0.000401 is within the budget $0.0005 over 55.1 requests",
+        "current": {"costPerRequest": "0.000401", "requests": 1040},
+        "rollout": {"state": "Stable", "revision": "84768c475c"},
+    }
+    assert not needs_write(said, wobble, seconds_since_write=30)
+    reworded = {
+        **wobble,
+        "message": "cost per request $0.000401 is over the budget $0.0005 over 55.1 requests",
+    }
+    assert needs_write(said, reworded, seconds_since_write=30)
+    # 6% is a move; a hash is not a number, whatever digits it holds; a field gone is news.
+    assert needs_write(said, {**said, "current": {"costPerRequest": "0.000412", "requests": 1000}}, 30)
+    assert needs_write(said, {**said, "rollout": {"state": "Stable", "revision": "12345a"}}, 30)
+    assert needs_write(said, {**said, "rollout": {"state": "Stable"}}, 30)

@@ -1,8 +1,9 @@
-"""Writing CostSLO status: only when something material changed, so a steady SLO costs no API writes."""
+"""Writing CostSLO status: only when it says something new, so a steady SLO costs no API writes."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,37 +16,60 @@ HEARTBEAT_SECONDS = 300.0
 _VOLATILE = {"lastEvaluationTime", "lastTransitionTime"}
 
 
-def _rounded(value: Any) -> Any:
-    """Three significant digits: noise in the last digits of a cost is no reason to write."""
+# Numbers within this fraction of the last written value are the same number: a steady load measured
+# through Prometheus' extrapolation wobbles by a few percent from one cycle to the next.
+TOLERANCE = 0.05
+# Prose fields carry the numbers of the moment; their wording, not their digits, decides a write.
+_PROSE = {"message", "reason"}
+# Names that may consist of digits alone and still are names, never amounts.
+_IDENTIFIERS = {
+    "revision",
+    "podTemplateHash",
+    "stableRevision",
+    "rejectedRevisions",
+    "observedGeneration",
+    "judgedGeneration",
+}
+_DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def _number(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
-        return value
+        return None
     if isinstance(value, int | float):
-        return float(f"{value:.3g}") if math.isfinite(value) else value
+        return float(value)
     if isinstance(value, str):
         try:
             number = float(value)
         except ValueError:
-            return value
-        return float(f"{number:.3g}") if math.isfinite(number) else value
-    if isinstance(value, Mapping):
-        return {k: _rounded(v) for k, v in value.items() if k not in _VOLATILE}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
+            return None
+        return number if math.isfinite(number) else None
+    return None
 
 
-def material(status: Mapping[str, Any]) -> Any:
-    """What of a status counts when deciding whether to write: rounded numbers, phase, conditions."""
-    return _rounded(status)
+def same(previous: Any, new: Any, key: str | None = None) -> bool:
+    """Whether two statuses (or parts) say the same thing: numbers within TOLERANCE, prose alike in words,
+    timestamps of evaluation ignored, everything else equal."""
+    if isinstance(previous, Mapping) and isinstance(new, Mapping):
+        keys = (set(previous) | set(new)) - _VOLATILE
+        return all(k in previous and k in new and same(previous[k], new[k], k) for k in keys)
+    if isinstance(previous, list) and isinstance(new, list):
+        return len(previous) == len(new) and all(same(a, b, key) for a, b in zip(previous, new, strict=True))
+    a, b = _number(previous), _number(new)
+    if a is not None and b is not None and key not in _IDENTIFIERS:
+        return math.isclose(a, b, rel_tol=TOLERANCE, abs_tol=1e-12)
+    if key in _PROSE and isinstance(previous, str) and isinstance(new, str):
+        return _DIGITS.sub("#", previous) == _DIGITS.sub("#", new)
+    return bool(previous == new)
 
 
 def needs_write(
     previous: Mapping[str, Any] | None, new: Mapping[str, Any], seconds_since_write: float
 ) -> bool:
-    """Write when the material content differs, or the heartbeat is due."""
+    """Write when the status says something new, or the heartbeat is due."""
     if previous is None:
         return True
-    return material(previous) != material(new) or seconds_since_write >= HEARTBEAT_SECONDS
+    return not same(previous, new) or seconds_since_write >= HEARTBEAT_SECONDS
 
 
 class StatusWriter:
@@ -60,9 +84,17 @@ class StatusWriter:
         self.writes = 0
 
     def write_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        body = {"status": dict(status)}
+        # The whole status is replaced (a JSON patch), not merged: a field the new status leaves out, such
+        # as the gate's pausedByGate once the resume went through, must not linger from an older write.
+        body = [{"op": "add", "path": "/status", "value": dict(status)}]
         self._custom.patch_namespaced_custom_object_status(
-            api.GROUP, api.VERSION, namespace, api.PLURAL, name, body
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            api.PLURAL,
+            name,
+            body,
+            _content_type="application/json-patch+json",
         )
         self.writes += 1
 
