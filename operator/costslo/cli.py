@@ -362,7 +362,17 @@ def run(
     gpu_labels: GpuLabelsOption = "auto",
     bearer_token_file: BearerTokenFileOption = None,
     header: HeaderOption = None,
-    standalone: Annotated[bool, typer.Option(help="No peering: the only operator instance.")] = True,
+    peering: Annotated[
+        str | None,
+        typer.Option(
+            envvar="COSTSLO_PEERING",
+            help="Name of a kopf peering object: run as one of several instances, one active, the rest "
+            "hot standby (each draws a random priority). Unset: the only instance.",
+        ),
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option(help="Peering priority (default: random); the highest live one acts.")
+    ] = None,
     liveness: Annotated[
         str, typer.Option(help="Liveness endpoint URL to serve.")
     ] = "http://0.0.0.0:8080/healthz",
@@ -374,6 +384,7 @@ def run(
     from costslo.metrics.prometheus import PrometheusConfig
     from costslo.runtimes import LabelConfig
     from costslo.settings import OperatorSettings
+    from costslo.standby import Peering
 
     logconfig.configure(log_format)
     try:
@@ -390,6 +401,9 @@ def run(
             kubeconfig=kubeconfig,
             http_host=http.rpartition(":")[0] or "0.0.0.0",
             http_port=_port(http),
+            peering=(
+                Peering.drawn(peering, namespace[0] if namespace else None, priority) if peering else None
+            ),
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -401,7 +415,10 @@ def run(
     kopf.run(
         clusterwide=not namespace,
         namespaces=list(namespace or []),
-        standalone=standalone,
+        standalone=settings.peering is None,
+        peering_name=settings.peering.name if settings.peering else None,
+        priority=settings.peering.priority if settings.peering else None,
+        identity=settings.peering.identity if settings.peering else None,  # type: ignore[arg-type]
         liveness_endpoint=liveness,
     )
 

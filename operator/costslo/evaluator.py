@@ -179,6 +179,8 @@ class Evaluator:
             readings.append(
                 WindowReading(
                     cost_per_request=cost.cost_per_request,
+                    cost_per_million_input_tokens=cost.cost_per_million_input_tokens,
+                    cost_per_million_output_tokens=cost.cost_per_million_output_tokens,
                     requests=cost.requests,
                     latency_seconds=latency.seconds if latency else None,
                     latency_kind=latency.kind if latency else "quantile",
@@ -218,11 +220,25 @@ class Evaluator:
         if replicas is None:
             return None
         limit = spec.objective.latency.threshold_seconds if spec.objective.latency else None
+        # The window averages over the replicas it saw; a step taken a moment ago is not in it yet. Seen
+        # through the replicas there are now, the same work costs and loads them in proportion.
+        per_replica = self._inventory.gpus_per_replica(slo.namespace, spec.target_ref.name)
+        scale = (
+            replicas * per_replica / recent.gpus
+            if recent is not None and recent.gpus and per_replica and replicas
+            else 1.0
+        )
         inputs = ScalingInputs(
             replicas=replicas,
-            utilisation=recent.utilisation if recent else None,
+            utilisation=min(1.0, recent.utilisation / scale)
+            if recent and recent.utilisation is not None
+            else None,
             requests_per_second=recent.requests_per_second if recent else None,
-            cost_per_request=recent.cost_per_request if recent else None,
+            cost_per_request=(
+                recent.cost_per_request * Decimal(str(scale))
+                if recent is not None and recent.cost_per_request is not None
+                else None
+            ),
             budget=spec.objective.to_economics().budget,
             latency_seconds=latency.seconds if latency else None,
             latency_limit=limit,

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from costslo import api
+from costslo.actions.status import HEARTBEAT_SECONDS
 
 MET, BREACHED, NO_VERDICT = 0, 1, 2
+STALE_AFTER_SECONDS = 2 * HEARTBEAT_SECONDS
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 
 
@@ -68,7 +70,9 @@ def wait_for_verdict(
         target = (obj.get("spec") or {}).get("targetRef", {}).get("name", "")
         revision = current_revision(apps, namespace, target)
         judged_revisions = {r.get("podTemplateHash") for r in status.get("revisions") or []}
-        fresh = _time(status.get("lastEvaluationTime")) >= started - 1
+        # Status is rewritten only when it says something new (or on a 5-minute heartbeat), so a verdict
+        # of this generation and revision counts unless the operator has been silent for longer than that.
+        fresh = _time(status.get("lastEvaluationTime")) >= time.time() - STALE_AFTER_SECONDS
         judged = (
             status.get("observedGeneration") == generation
             and fresh

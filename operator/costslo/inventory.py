@@ -203,6 +203,13 @@ class Inventory:
         )
         return DeploymentState(namespace, deployment, d.paused, d.template, d.annotations, revisions)
 
+    def gpus_per_replica(self, namespace: str, deployment: str) -> int | None:
+        """GPUs each pod of the Deployment's newest revision asks for; None when no pod is known."""
+        target = self.target(namespace, deployment)
+        newest = max(target.revisions, key=lambda r: whole_revision(r.revision), default=None)
+        alive = [self._pods[p] for p in (newest.pods if newest else ()) if self._pods[p].deleted_at is None]
+        return max((p.gpus for p in alive), default=None)
+
     def replicas(self, namespace: str, deployment: str) -> int | None:
         d = self._deployments.get((namespace, deployment))
         return d.replicas if d else None

@@ -16,12 +16,13 @@ from pydantic import ValidationError
 
 from costslo import api
 from costslo.actions.deployment import DeploymentWriter, action_name
-from costslo.actions.status import StatusWriter, needs_write
+from costslo.actions.status import StatusWriter, differences, needs_write
 from costslo.evaluator import Evaluation, Evaluator, EvaluatorConfig, SloObject
 from costslo.inventory import Inventory
 from costslo.metrics.prometheus import PrometheusClient
 from costslo.pricing import read_catalog
 from costslo.settings import OperatorSettings
+from costslo.standby import PeerCheck
 from costslo.telemetry import Telemetry
 
 log = structlog.get_logger(__name__)
@@ -80,10 +81,14 @@ class OperatorLoop:
         self._latest: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.telemetry = Telemetry()
         self.cycles = 0
+        self.peers = PeerCheck(api_client, settings.peering) if settings.peering else None
+        self._standby_for: list[str] = []
 
     def verdicts(self) -> dict[tuple[str, str], Mapping[str, Any]]:
         """The latest status of every CostSLO evaluated by this process (for the HTTP API)."""
-        return {key: status for key, (_, status) in self._written.items()} | self._latest
+        # What the cluster holds first (a standby or a fresh restart answers from it), then our own.
+        stored = {key: dict(b["status"]) for key, b in self.slos.items() if b.get("status")}
+        return stored | {key: status for key, (_, status) in self._written.items()} | self._latest
 
     def costslo(self, body: Mapping[str, Any], deleted: bool) -> None:
         key = (str(body["metadata"]["namespace"]), str(body["metadata"]["name"]))
@@ -120,7 +125,26 @@ class OperatorLoop:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=remaining)
 
+    def standing_by(self) -> bool:
+        """True while a live peer of higher priority acts; says so in the log when that changes."""
+        if self.peers is None:
+            return False
+        try:
+            above = self.peers.outranked_by()
+        except Exception as exc:  # cannot tell: acting beside an active peer is worse than waiting
+            log.warning("cannot read the peering object; standing by", error=str(exc))
+            return True
+        if above != self._standby_for:
+            if above:
+                log.info("standing by", active=above, priority=self.peers.me.priority)
+            else:
+                log.info("active", priority=self.peers.me.priority)
+            self._standby_for = above
+        return bool(above)
+
     def cycle(self) -> list[Evaluation]:
+        if self.standing_by():
+            return []
         now = time.time()
         before = self.client.queries
         slos = [slo_object(self._latest_known(key, b)) for key, b in list(self.slos.items())]
@@ -157,6 +181,7 @@ class OperatorLoop:
         try:
             if needs_write(previous, ev.status, since):
                 self.writer.write_status(ev.slo.namespace, ev.slo.name, ev.status)
+                bound.info("status written", changed=differences(previous, ev.status)[:10])
                 self._written[key] = (now, ev.status)
                 self.telemetry.writes.inc()
         except Exception as exc:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from costslo.metrics.prometheus import PrometheusConfig
 from costslo.runtimes import LabelConfig
+from costslo.standby import Peering
 
 
 @dataclass(frozen=True)
@@ -19,3 +20,4 @@ class OperatorSettings:
     kubeconfig: str | None = None
     http_host: str = "0.0.0.0"
     http_port: int = 8081  # /verdict
+    peering: Peering | None = None  # None: the only instance

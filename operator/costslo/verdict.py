@@ -3,21 +3,24 @@
 Pure: readings of the long and the short window and the spec's policy in, a `Verdict` out; no I/O, no
 Kubernetes. The rules are those of DESIGN.md ("Enforcement", Verdict):
 
-- An objective (cost per delivered request; the latency budget when one is set) is breached only when both
-  windows are over its limit: the short window alone is a spike, the long window alone is an excess that has
-  already ended. A value exactly at the limit is within it.
+- An objective (cost per delivered request; the cost per 1M input or output tokens and the latency budget
+  when they are set) is breached only when both windows are over its limit: the short window alone is a
+  spike, the long window alone is an excess that has already ended. A value exactly at the limit is within
+  it.
 - A breach needs at least minRequests finished requests in the long window; fewer is InsufficientTraffic,
   and no action is taken.
 - Once breached, an objective recovers only when the long window is at or under limit x (1 - hysteresis),
   so that a value hovering at the limit does not flap. Which objectives stand breached is the `Standing`;
   it is written into the conditions themselves (`Standing.from_conditions` reads it back), so an operator
-  restart or an evaluation without data does not forget a breach.
+  restart or an evaluation without data does not forget a breach. The money objectives share the SLOMet
+  condition, whose reason names each one that stands breached, joined by "And"
+  (OverBudgetAndOutputTokenBudgetExceeded); latency has LatencyMet to itself.
 - A value the verdict needs that is absent or not a number makes MetricsUnavailable, never Met; the spec's
   onMissingMetrics decides whether rollouts wait (Hold) or proceed (Allow). A breach the data does show
   (cost over budget in both windows while latency is missing) is still Breached.
 
-A window without a single request has no cost per request and no latency; while the long window is under
-minRequests that is no traffic, not missing metrics.
+A window without a single request has no cost per request or per token and no latency; while the long
+window is under minRequests that is no traffic, not missing metrics.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from costslo import api
 from costslo.economics import CostBreakdown, as_decimal
 
 LatencyKind = Literal["quantile", "mean"]
+TokenSide = Literal["input", "output"]
+TOKEN_SIDES: tuple[TokenSide, ...] = ("input", "output")
 OnMissingMetrics = Literal["Hold", "Allow"]
 # The phases a verdict decides; Pending, RolloutBlocked and InvalidSpec are set by other layers.
 VerdictPhase = Literal["Met", "Breached", "InsufficientTraffic", "MetricsUnavailable"]
@@ -51,6 +56,8 @@ INSUFFICIENT_TRAFFIC = "InsufficientTraffic"
 METRICS_UNAVAILABLE_AFTER_BREACH = "MetricsUnavailableAfterBreach"
 INSUFFICIENT_TRAFFIC_AFTER_BREACH = "InsufficientTrafficAfterBreach"
 _AFTER_BREACH = frozenset({METRICS_UNAVAILABLE_AFTER_BREACH, INSUFFICIENT_TRAFFIC_AFTER_BREACH})
+# The parts of a reason that name several objectives of one condition.
+_AND = "And"
 
 # Exact arithmetic on budgets of up to twelve digits, whatever the caller did to the thread's context.
 _CONTEXT = Context(prec=40, rounding=ROUND_HALF_EVEN)
@@ -64,8 +71,10 @@ class WindowReading:
     requests: float | None  # finished requests, failures included
     latency_seconds: float | None = None
     latency_kind: LatencyKind = "quantile"  # "mean" where no latency histogram answered
-    missing: tuple[str, ...] = ()  # why the request count or the cost is None
+    missing: tuple[str, ...] = ()  # why the request count or a cost is None
     latency_missing: tuple[str, ...] = ()  # why latency_seconds is None
+    cost_per_million_input_tokens: Decimal | None = None
+    cost_per_million_output_tokens: Decimal | None = None
 
     @classmethod
     def of_cost(
@@ -84,7 +93,15 @@ class WindowReading:
             latency_kind=latency_kind,
             missing=cost.missing + tuple(m for m in missing if m not in cost.missing),
             latency_missing=latency_missing,
+            cost_per_million_input_tokens=cost.cost_per_million_input_tokens,
+            cost_per_million_output_tokens=cost.cost_per_million_output_tokens,
         )
+
+    def cost_per_million_tokens(self, side: TokenSide) -> Decimal | None:
+        """The cost per 1M input or output tokens."""
+        if side == "input":
+            return self.cost_per_million_input_tokens
+        return self.cost_per_million_output_tokens
 
 
 @dataclass(frozen=True)
@@ -99,10 +116,17 @@ class Policy:
     hysteresis: float = 0.05
     long_window: str = "1h"
     short_window: str = "5m"
+    max_cost_per_million_input_tokens: Decimal | None = None
+    max_cost_per_million_output_tokens: Decimal | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.budget, Decimal) or not self.budget.is_finite() or self.budget < 0:
-            raise ValueError(f"budget must be a finite Decimal >= 0, got {self.budget!r}")
+        for name, value in (
+            ("budget", self.budget),
+            ("maxCostPerMillionInputTokens", self.max_cost_per_million_input_tokens),
+            ("maxCostPerMillionOutputTokens", self.max_cost_per_million_output_tokens),
+        ):
+            if (value is not None or name == "budget") and not _usable_money(value):
+                raise ValueError(f"{name} must be a finite Decimal >= 0, got {value!r}")
         threshold = self.latency_threshold_seconds
         if threshold is not None and (not math.isfinite(threshold) or threshold <= 0):
             raise ValueError(f"latency threshold must be a number of seconds > 0, got {threshold!r}")
@@ -129,13 +153,29 @@ class Policy:
             hysteresis=evaluation.hysteresis,
             long_window=evaluation.windows.long,
             short_window=evaluation.windows.short,
+            max_cost_per_million_input_tokens=spec.objective.max_cost_per_million_input_tokens,
+            max_cost_per_million_output_tokens=spec.objective.max_cost_per_million_output_tokens,
         )
 
     @property
     def recovery_budget(self) -> Decimal:
         """The long window's cost per request at or under which a cost breach recovers: budget x (1 - h)."""
+        return self._recovery(self.budget)
+
+    def token_budget(self, side: TokenSide) -> Decimal | None:
+        """The budget per 1M input or output tokens; None where the objective sets none."""
+        if side == "input":
+            return self.max_cost_per_million_input_tokens
+        return self.max_cost_per_million_output_tokens
+
+    def recovery_token_budget(self, side: TokenSide) -> Decimal | None:
+        """The long window's cost per 1M tokens at or under which a token breach recovers: budget x (1-h)."""
+        budget = self.token_budget(side)
+        return None if budget is None else self._recovery(budget)
+
+    def _recovery(self, budget: Decimal) -> Decimal:
         with localcontext(_CONTEXT):
-            return self.budget * (1 - as_decimal(self.hysteresis, "hysteresis"))
+            return budget * (1 - as_decimal(self.hysteresis, "hysteresis"))
 
     @property
     def recovery_latency(self) -> float | None:
@@ -161,6 +201,8 @@ class Standing:
 
     cost_breached: bool = False
     latency_breached: bool = False
+    input_tokens_breached: bool = False
+    output_tokens_breached: bool = False
 
     @classmethod
     def from_conditions(cls, conditions: Iterable[_ConditionLike]) -> Standing:
@@ -168,14 +210,31 @@ class Standing:
         by_type: dict[str, _ConditionLike] = {}
         for condition in conditions:
             by_type.setdefault(condition.type, condition)
+        money = _money_breached(by_type.get(SLO_MET))
         return cls(
-            cost_breached=_stands_breached(by_type.get(SLO_MET)),
+            cost_breached="request" in money,
             latency_breached=_stands_breached(by_type.get(LATENCY_MET)),
+            input_tokens_breached="input" in money,
+            output_tokens_breached="output" in money,
         )
+
+    def tokens_breached(self, side: TokenSide) -> bool:
+        """Whether the budget per 1M input or output tokens stands breached."""
+        return self.input_tokens_breached if side == "input" else self.output_tokens_breached
 
 
 def _stands_breached(condition: _ConditionLike | None) -> bool:
     return condition is not None and (condition.status == "False" or condition.reason in _AFTER_BREACH)
+
+
+def _money_breached(condition: _ConditionLike | None) -> set[_MoneyObjective]:
+    """Which money objectives an SLOMet condition records as breached: those its reason names."""
+    if condition is None:
+        return set()
+    named = {_STANDS_BREACHED[p] for p in condition.reason.split(_AND) if p in _STANDS_BREACHED}
+    if condition.status == "False" and not named:
+        named.add("request")  # a breach whose reason names no objective is one of cost per request
+    return named
 
 
 @dataclass(frozen=True)
@@ -226,6 +285,49 @@ _LATENCY_REASONS: dict[Outcome, str] = {
     "one_window": "OneWindowOverThreshold",
     "within": "WithinThreshold",
 }
+
+
+def _token_reasons(side: TokenSide) -> dict[Outcome, str]:
+    budget = f"{side.capitalize()}TokenBudget"
+    return {
+        "over": f"{budget}Exceeded",
+        "still_over": f"{budget}Exceeded",
+        "recovering": f"{budget}Recovering",
+        "recovered": f"{budget}Recovered",
+        "one_window": f"OneWindowOver{budget}",
+        "within": f"Within{budget}",
+    }
+
+
+_TOKEN_REASONS: dict[TokenSide, dict[Outcome, str]] = {side: _token_reasons(side) for side in TOKEN_SIDES}
+
+# The money objectives that share SLOMet, and what their reasons say while they cannot be judged after a
+# breach: MetricsUnavailableAfterBreach (cost per request), InsufficientTrafficAfterOutputTokenBreach, ...
+_MoneyObjective = Literal["request", "input", "output"]
+_AFTER_NAMES: dict[_MoneyObjective, str] = {"request": "", "input": "InputToken", "output": "OutputToken"}
+
+
+def _after_breach(base: str, objective: _MoneyObjective) -> str:
+    return f"{base}After{_AFTER_NAMES[objective]}Breach"
+
+
+def _standing_reasons() -> dict[str, _MoneyObjective]:
+    """Each part of an SLOMet reason that says a money objective stands breached, and which one."""
+    reasons: dict[str, _MoneyObjective] = {}
+    tables: list[tuple[_MoneyObjective, dict[Outcome, str]]] = [
+        ("request", _COST_REASONS),
+        *((side, _TOKEN_REASONS[side]) for side in TOKEN_SIDES),
+    ]
+    for objective, table in tables:
+        reasons.update((table[kind], objective) for kind in _BREACHED)
+        reasons.update(
+            (_after_breach(base, objective), objective)
+            for base in (METRICS_UNAVAILABLE, INSUFFICIENT_TRAFFIC)
+        )
+    return reasons
+
+
+_STANDS_BREACHED = _standing_reasons()
 
 N = TypeVar("N", Decimal, float)
 
@@ -317,11 +419,22 @@ class _Gaps:
     cost: tuple[_Problem, ...]
     latency: tuple[_Problem, ...]
     idle: tuple[str, ...]  # windows with no request at all while traffic is under minRequests
+    input_tokens: tuple[_Problem, ...] = ()
+    output_tokens: tuple[_Problem, ...] = ()
 
     @property
     def all(self) -> tuple[_Problem, ...]:
         """Every problem, requests first."""
-        return self.requests + self.cost + self.latency
+        return self.requests + self.money + self.latency
+
+    @property
+    def money(self) -> tuple[_Problem, ...]:
+        """The problems with costs: per request, then per 1M input and output tokens."""
+        return self.cost + self.input_tokens + self.output_tokens
+
+    def tokens(self, side: TokenSide) -> tuple[_Problem, ...]:
+        """The problems with the cost per 1M input or output tokens."""
+        return self.input_tokens if side == "input" else self.output_tokens
 
 
 def _gaps(long: WindowReading, short: WindowReading, policy: Policy, traffic_low: bool) -> _Gaps:
@@ -347,7 +460,25 @@ def _gaps(long: WindowReading, short: WindowReading, policy: Policy, traffic_low
             if not _usable_number(r.latency_seconds)
         ),
         idle=tuple(label for label, r in windows if traffic_low and r.requests == 0),
+        input_tokens=_token_gaps("input", measured, policy),
+        output_tokens=_token_gaps("output", measured, policy),
     )
+
+
+def _token_gaps(
+    side: TokenSide, measured: Sequence[tuple[str, WindowReading]], policy: Policy
+) -> tuple[_Problem, ...]:
+    if policy.token_budget(side) is None:
+        return ()
+    return tuple(
+        _Problem(_token_subject(side), label, _why(r.cost_per_million_tokens(side), r.missing))
+        for label, r in measured
+        if not _usable_money(r.cost_per_million_tokens(side))
+    )
+
+
+def _token_subject(side: TokenSide) -> str:
+    return f"cost per 1M {side} tokens"
 
 
 def _why(value: object, reasons: tuple[str, ...]) -> str:
@@ -389,8 +520,13 @@ def judge(
     enough = counted and long.requests is not None and long.requests >= policy.min_requests
     gaps = _gaps(long, short, policy, traffic_low=counted and not enough)
     cost = _judge_cost(long, short, policy, standing) if enough and not gaps.cost else None
+    tokens = {
+        side: _judge_tokens(side, long, short, policy, standing) if enough and not gaps.tokens(side) else None
+        for side in TOKEN_SIDES
+    }
     latency = _judge_latency(long, short, policy, standing) if enough and not gaps.latency else None
-    breaches = [j[1] for j in (cost, latency) if j is not None and j[0] in _BREACHED]
+    judgements = [j for j in (cost, *tokens.values(), latency) if j is not None]
+    breaches = [j[1] for j in judgements if j[0] in _BREACHED]
 
     phase: VerdictPhase
     if breaches:
@@ -404,21 +540,26 @@ def judge(
 
     traffic = "" if enough or not counted else _traffic_message(long.requests, policy)
     slo = _objective_condition(
-        SLO_MET, cost, _COST_REASONS, gaps.requests + gaps.cost, traffic, standing.cost_breached, policy
+        SLO_MET,
+        _money_objectives(cost, tokens, policy, standing),
+        gaps.requests + gaps.money,
+        traffic,
+        policy,
     )
     if policy.latency_threshold_seconds is None:
         latency_met = VerdictCondition(
             LATENCY_MET, "True", "NoLatencyObjective", "no latency objective is set"
         )
     else:
+        objective = _Objective(
+            judgement=latency,
+            reasons=_LATENCY_REASONS,
+            was_breached=standing.latency_breached,
+            subject="latency",
+            recover_at=_seconds([], [policy.recovery_latency or 0.0])[0],
+        )
         latency_met = _objective_condition(
-            LATENCY_MET,
-            latency,
-            _LATENCY_REASONS,
-            gaps.requests + gaps.latency,
-            traffic,
-            standing.latency_breached,
-            policy,
+            LATENCY_MET, [objective], gaps.requests + gaps.latency, traffic, policy
         )
 
     if phase == "Breached":
@@ -430,7 +571,7 @@ def judge(
     elif phase == "InsufficientTraffic":
         reason = traffic
     else:
-        reason = "; ".join(j[1] for j in (cost, latency) if j is not None)
+        reason = "; ".join(j[1] for j in judgements)
     rollout = _rollout_condition(phase, policy.on_missing_metrics, reason)
     return Verdict(
         phase=phase,
@@ -475,6 +616,22 @@ def _judge_cost(long: WindowReading, short: WindowReading, policy: Policy, stand
     return kind, _message(kind, figures, values[0] > values[2])
 
 
+def _judge_tokens(
+    side: TokenSide, long: WindowReading, short: WindowReading, policy: Policy, standing: Standing
+) -> _Judgement | None:
+    budget, recover_at = policy.token_budget(side), policy.recovery_token_budget(side)
+    if budget is None or recover_at is None:
+        return None
+    long_cost, short_cost = long.cost_per_million_tokens(side), short.cost_per_million_tokens(side)
+    assert long_cost is not None and short_cost is not None
+    values = (long_cost, short_cost, budget, recover_at)
+    kind = outcome(*values, breached=standing.tokens_breached(side))
+    texts = _dollars(values[:2], values[2:] if kind in _NAMES_RECOVERY else values[2:3])
+    return kind, _message(
+        kind, _figures(_token_subject(side), "budget", texts, policy), values[0] > values[2]
+    )
+
+
 def _judge_latency(
     long: WindowReading, short: WindowReading, policy: Policy, standing: Standing
 ) -> _Judgement | None:
@@ -514,30 +671,93 @@ def _figures(subject: str, limit_name: str, texts: Sequence[str], policy: Policy
     )
 
 
+@dataclass(frozen=True)
+class _Objective:
+    """One objective of a condition as this evaluation found it."""
+
+    judgement: _Judgement | None  # None where it could not be judged
+    reasons: dict[Outcome, str]
+    was_breached: bool
+    subject: str  # named where a condition has several objectives
+    recover_at: str  # the long window's value that ends a breach, as the sentence writes it
+    after: _MoneyObjective = "request"  # which AfterBreach reason it takes while it cannot be judged
+
+
+def _money_objectives(
+    cost: _Judgement | None,
+    tokens: dict[TokenSide, _Judgement | None],
+    policy: Policy,
+    standing: Standing,
+) -> list[_Objective]:
+    """The objectives of SLOMet: cost per request, then each per-token budget that is set."""
+    objectives = [
+        _Objective(
+            judgement=cost,
+            reasons=_COST_REASONS,
+            was_breached=standing.cost_breached,
+            subject="cost per request",
+            recover_at=_dollars([], [policy.recovery_budget])[0],
+        )
+    ]
+    for side in TOKEN_SIDES:
+        recover_at = policy.recovery_token_budget(side)
+        if recover_at is not None:
+            objectives.append(
+                _Objective(
+                    judgement=tokens[side],
+                    reasons=_TOKEN_REASONS[side],
+                    was_breached=standing.tokens_breached(side),
+                    subject=_token_subject(side),
+                    recover_at=_dollars([], [recover_at])[0],
+                    after=side,
+                )
+            )
+    return objectives
+
+
+# Which reason a condition met on several objectives gives: the most telling.
+_MET_ORDER: tuple[Outcome, ...] = ("recovered", "one_window", "within")
+
+
 def _objective_condition(
     type_: str,
-    judgement: _Judgement | None,
-    reasons: dict[Outcome, str],
+    objectives: Sequence[_Objective],
     problems: Sequence[_Problem],
     traffic: str,
-    was_breached: bool,
     policy: Policy,
 ) -> VerdictCondition:
-    if judgement is not None:
-        kind, message = judgement
-        return VerdictCondition(type_, "False" if kind in _BREACHED else "True", reasons[kind], message)
-    if problems:
-        reason, message = METRICS_UNAVAILABLE, f"cannot judge: {_describe(problems)}"
-    else:
-        reason, message = INSUFFICIENT_TRAFFIC, traffic
-    if was_breached:
-        if type_ == SLO_MET:
-            recover_at = _dollars([], [policy.recovery_budget])[0]
-        else:
-            recover_at = _seconds([], [policy.recovery_latency or 0.0])[0]
-        reason += "AfterBreach"
-        message += f"; it stays breached until the {policy.long_window} window is at or under {recover_at}"
-    return VerdictCondition(type_, "Unknown", reason, message)
+    """One condition over its objectives: False if one is breached, else Unknown if one cannot be judged.
+
+    The reason names every objective that stands breached, so that `Standing.from_conditions` reads them
+    all back; a condition that is met gives the reason of its most telling objective.
+    """
+    base = METRICS_UNAVAILABLE if problems else INSUFFICIENT_TRAFFIC
+    judged = [(o, o.judgement) for o in objectives if o.judgement is not None]
+    unjudged = [o for o in objectives if o.judgement is None]
+    messages = [message for _, (_, message) in judged]
+    if unjudged:
+        messages.append(f"cannot judge: {_describe(problems)}" if problems else traffic)
+    for o in unjudged:
+        if o.was_breached:
+            what = "it" if len(objectives) == 1 else o.subject
+            messages.append(
+                f"{what} stays breached until the {policy.long_window} window is at or under {o.recover_at}"
+            )
+    message = "; ".join(messages)
+
+    standing = []
+    for o in objectives:
+        if o.judgement is None:
+            if o.was_breached:
+                standing.append(_after_breach(base, o.after))
+        elif o.judgement[0] in _BREACHED:
+            standing.append(o.reasons[o.judgement[0]])
+    if any(j[0] in _BREACHED for _, j in judged):
+        return VerdictCondition(type_, "False", _AND.join(standing), message)
+    if unjudged:
+        return VerdictCondition(type_, "Unknown", _AND.join(standing) or base, message)
+    o, (kind, _) = min(judged, key=lambda oj: _MET_ORDER.index(oj[1][0]))
+    return VerdictCondition(type_, "True", o.reasons[kind], message)
 
 
 def _metrics_condition(gaps: _Gaps) -> VerdictCondition:

@@ -71,6 +71,16 @@ def judged(lab: Lab, operator: OperatorProcess) -> Iterator[str]:
             slo("generous", "chat", "0.01"),
             slo("stingy", "chat", "0.00001", enforcement={"mode": "Report"}),
             slo("orphan", "no-such-deployment", "0.01"),
+            slo(
+                "tokens",
+                "chat",
+                "0.01",
+                objective={
+                    "maxCostPerRequest": "0.01",
+                    "maxCostPerMillionOutputTokens": "0.05",
+                    "latency": {"thresholdSeconds": 60},
+                },
+            ),
         ):
             api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
         wait_for(
@@ -123,6 +133,14 @@ def test_status_shows_live_cost_and_the_phase_it_calls_for(lab: Lab, judged: str
     )
     (revision,) = generous["revisions"]
     assert revision["costPerRequest"] and revision["podTemplateHash"]
+
+
+def test_a_per_token_budget_is_judged_like_the_per_request_one(lab: Lab, judged: str) -> None:
+    wait_for("tokens judged", lambda: status_of(lab, judged, "tokens").get("phase") == "Breached", timeout=60)
+    status = status_of(lab, judged, "tokens")
+    assert "cost per 1M output tokens $" in status["message"] and "over the budget $0.05" in status["message"]
+    slo_met = next(c for c in status["conditions"] if c["type"] == "SLOMet")
+    assert slo_met["status"] == "False" and slo_met["reason"] == "OutputTokenBudgetExceeded"
 
 
 def test_a_missing_target_is_a_condition_with_a_sentence(lab: Lab, judged: str) -> None:

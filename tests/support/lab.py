@@ -117,7 +117,8 @@ def _running_lab() -> dict[str, Any] | None:
 
 
 def run_lab(command: str) -> None:
-    subprocess.run(["bash", str(LAB_SCRIPT), command], check=True)
+    """`lab.sh` with its arguments, e.g. "up" or "stop prometheus"."""
+    subprocess.run(["bash", str(LAB_SCRIPT), *command.split()], check=True)
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from costslo.verdict import (
     LatencyKind,
     Policy,
     Standing,
+    TokenSide,
     Verdict,
     VerdictCondition,
     VerdictPhase,
@@ -443,6 +444,294 @@ def test_outcome_table() -> None:
     assert outcome(0.9, 2.0, 1.0, 0.9, breached=True) == "recovered"
 
 
+# --- budgets per 1M tokens -------------------------------------------------------------------------------
+
+TOKEN_BUDGET = D("2.50")  # recovery at 5% hysteresis: 2.375
+OUTPUT = Policy(budget=BUDGET, max_cost_per_million_output_tokens=TOKEN_BUDGET)
+INPUT = Policy(budget=BUDGET, max_cost_per_million_input_tokens=TOKEN_BUDGET)
+
+
+def per_token(
+    output: str | None = "2.00", input_: str | None = "0.80", cost: str | None = "0.00012", **kw: Any
+) -> WindowReading:
+    return dataclasses.replace(
+        reading(cost, **kw),
+        cost_per_million_input_tokens=None if input_ is None else D(input_),
+        cost_per_million_output_tokens=None if output is None else D(output),
+    )
+
+
+def test_an_output_token_budget_over_in_both_windows_is_a_breach() -> None:
+    verdict = judge(per_token("3.10"), per_token("3.20", requests=400), OUTPUT)
+    assert verdict.phase == "Breached"
+    assert not verdict.rollout_allowed
+    assert verdict.reason == (
+        "cost per 1M output tokens $3.10 is over the budget $2.50 in both windows (1h: $3.10, 5m: $3.20)"
+    )
+    assert statuses(verdict) == {
+        SLO_MET: ("False", "OutputTokenBudgetExceeded"),
+        LATENCY_MET: ("True", "NoLatencyObjective"),
+        METRICS_AVAILABLE: ("True", "MetricsPresent"),
+        ROLLOUT_ALLOWED: ("False", "SLOBreached"),
+    }
+    assert verdict.condition(SLO_MET).message == (
+        "cost per request $0.000120 is within the budget $0.000150 in both windows "
+        "(1h: $0.000120, 5m: $0.000120) over 5,234 requests; " + verdict.reason
+    )
+    assert verdict.standing == Standing(output_tokens_breached=True)
+
+
+def test_an_input_token_budget_is_judged_the_same_way() -> None:
+    verdict = judge(per_token(input_="2.6"), per_token(input_="2.7"), INPUT)
+    assert verdict.phase == "Breached"
+    assert statuses(verdict)[SLO_MET] == ("False", "InputTokenBudgetExceeded")
+    assert verdict.reason == (
+        "cost per 1M input tokens $2.60 is over the budget $2.50 in both windows (1h: $2.60, 5m: $2.70)"
+    )
+    assert verdict.standing == Standing(input_tokens_breached=True)
+
+    spike = judge(per_token(input_="1.0"), per_token(input_="9.0"), INPUT)
+    assert spike.phase == "Met"
+    assert statuses(spike)[SLO_MET] == ("True", "OneWindowOverInputTokenBudget")
+
+    gap = judge(per_token(input_=None, missing=("no data for input tokens",)), per_token(), INPUT)
+    assert gap.phase == "MetricsUnavailable"
+    assert "no usable cost per 1M input tokens in the 1h window (no data for input tokens)" in gap.reason
+
+
+@pytest.mark.parametrize(
+    ("long", "short", "over"),
+    [("3.10", "2.00", "1h"), ("2.00", "3.10", "5m")],
+)
+def test_a_token_budget_over_in_one_window_alone_is_not_a_breach(long: str, short: str, over: str) -> None:
+    verdict = judge(per_token(long), per_token(short), OUTPUT)
+    assert verdict.phase == "Met"
+    assert verdict.rollout_allowed
+    assert statuses(verdict)[SLO_MET] == ("True", "OneWindowOverOutputTokenBudget")
+    assert f"cost per 1M output tokens is over the budget $2.50 only in the {over} window" in verdict.reason
+    assert verdict.reason.endswith("which is not a breach")
+
+
+def test_a_cost_exactly_at_the_token_budget_is_within_it() -> None:
+    verdict = judge(per_token("2.5"), per_token("2.50"), OUTPUT)
+    assert verdict.phase == "Met"
+    assert statuses(verdict)[SLO_MET] == ("True", "WithinBudget")  # every budget of SLOMet is met
+    assert verdict.reason.endswith(
+        "; cost per 1M output tokens $2.50 is within the budget $2.50 in both windows (1h: $2.50, 5m: $2.50)"
+    )
+
+
+def test_a_token_budget_breach_needs_min_requests() -> None:
+    verdict = judge(per_token("9", requests=99), per_token("9", requests=3), OUTPUT)
+    assert verdict.phase == "InsufficientTraffic"
+    assert verdict.rollout_allowed
+    assert statuses(verdict)[SLO_MET] == ("Unknown", "InsufficientTraffic")
+    assert verdict.reason.startswith("99 requests in the 1h window are fewer than minRequests (100)")
+    assert verdict.standing == Standing()
+
+
+def test_token_budget_recovery_needs_the_hysteresis_margin() -> None:
+    breach, recovering, recovered, settled = chain(
+        OUTPUT,
+        (per_token("3.10"), per_token("3.20")),
+        (per_token("2.45"), per_token("2.00")),  # under budget, not under 2.375
+        (per_token("2.375"), per_token("2.00")),  # exactly at the margin recovers
+        (per_token("2.45"), per_token("2.00")),  # and then the budget alone rules again
+    )
+    assert breach.phase == "Breached"
+    assert recovering.phase == "Breached"
+    assert not recovering.rollout_allowed
+    assert statuses(recovering)[SLO_MET] == ("False", "OutputTokenBudgetRecovering")
+    assert recovering.reason == (
+        "cost per 1M output tokens $2.45 in the 1h window is under the budget $2.50 (5m: $2.00) but not yet "
+        "at or under $2.375, the budget $2.50 less the 5% hysteresis, so the breach stands"
+    )
+    assert recovering.standing == Standing(output_tokens_breached=True)
+    assert recovered.phase == "Met"
+    assert statuses(recovered)[SLO_MET] == ("True", "OutputTokenBudgetRecovered")
+    assert "back at or under $2.375, the budget $2.50 less the 5% hysteresis (5m: $2.00)" in recovered.reason
+    assert settled.phase == "Met"
+    assert statuses(settled)[SLO_MET] == ("True", "WithinBudget")
+
+
+def test_a_token_breach_stands_while_the_long_window_is_over() -> None:
+    long, short = per_token("2.60"), per_token("2.00")
+    assert judge(long, short, OUTPUT).phase == "Met"
+    verdict = judge(long, short, OUTPUT, Standing(output_tokens_breached=True))
+    assert verdict.phase == "Breached"
+    assert statuses(verdict)[SLO_MET] == ("False", "OutputTokenBudgetExceeded")
+    assert "so the breach stands until it is at or under $2.375" in verdict.reason
+
+
+def test_a_token_breach_survives_evaluations_without_data() -> None:
+    gone = per_token(None, missing=("no data for output tokens",))
+    breach, blind, quiet, back = chain(
+        OUTPUT,
+        (per_token("3.10"), per_token("3.20")),
+        (gone, gone),
+        (per_token("3.10", requests=5), per_token("3.20", requests=1)),
+        (per_token("2.45"), per_token("2.00")),
+    )
+    assert breach.phase == "Breached"
+    assert blind.phase == "MetricsUnavailable"
+    assert statuses(blind)[SLO_MET] == ("Unknown", "MetricsUnavailableAfterOutputTokenBreach")
+    assert blind.condition(SLO_MET).message.endswith(
+        "cannot judge: no usable cost per 1M output tokens in the 1h and 5m windows (no data for output "
+        "tokens); cost per 1M output tokens stays breached until the 1h window is at or under $2.375"
+    )
+    assert blind.standing == Standing(output_tokens_breached=True)
+    assert quiet.phase == "InsufficientTraffic"
+    assert statuses(quiet)[SLO_MET] == ("Unknown", "InsufficientTrafficAfterOutputTokenBreach")
+    assert back.phase == "Breached"
+    assert statuses(back)[SLO_MET] == ("False", "OutputTokenBudgetRecovering")
+
+
+def test_a_missing_token_cost_is_missing_data_while_its_budget_is_set() -> None:
+    verdict = judge(per_token(), per_token(None, missing=("no data for output tokens",)), OUTPUT)
+    assert verdict.phase == "MetricsUnavailable"
+    assert not verdict.rollout_allowed
+    assert verdict.reason == (
+        "cannot judge the SLO: no usable cost per 1M output tokens in the 5m window "
+        "(no data for output tokens); rollouts wait until the data returns (onMissingMetrics: Hold)"
+    )
+    assert statuses(verdict) == {
+        SLO_MET: ("Unknown", "MetricsUnavailable"),
+        LATENCY_MET: ("True", "NoLatencyObjective"),
+        METRICS_AVAILABLE: ("False", "MetricsUnavailable"),
+        ROLLOUT_ALLOWED: ("False", "OnMissingMetricsHold"),
+    }
+    assert verdict.condition(SLO_MET).message.startswith("cost per request $0.000120 is within the budget")
+    assert verdict.condition(METRICS_AVAILABLE).message == (
+        "no usable cost per 1M output tokens in the 5m window (no data for output tokens)"
+    )
+
+
+def test_a_missing_token_cost_does_not_hide_a_cost_breach() -> None:
+    verdict = judge(per_token(None, cost="0.0003"), per_token(None, cost="0.0003"), OUTPUT)
+    assert verdict.phase == "Breached"
+    assert statuses(verdict)[SLO_MET] == ("False", "OverBudget")
+    assert statuses(verdict)[METRICS_AVAILABLE] == ("False", "MetricsUnavailable")
+    assert verdict.reason.startswith("cost per request $0.000300 is over the budget $0.000150")
+    assert verdict.condition(SLO_MET).message.endswith(
+        "; cannot judge: no usable cost per 1M output tokens in the 1h and 5m windows"
+    )
+
+
+def test_a_missing_token_cost_without_its_budget_is_no_gap() -> None:
+    verdict = judge(per_token(None, input_=None), per_token(None, input_=None), POLICY)
+    assert verdict.phase == "Met"
+    assert statuses(verdict)[METRICS_AVAILABLE] == ("True", "MetricsPresent")
+
+
+def test_without_a_token_budget_nothing_changes() -> None:
+    cases = [
+        (reading("0.000182"), reading("0.000190", requests=400), Standing()),
+        (reading("0.000120"), reading("0.000900"), Standing()),
+        (reading("0.000148"), reading("0.000140"), BREACHED),
+        (reading(None, missing=(NO_GPU_DATA,)), reading(), BREACHED),
+        (reading(requests=40), reading(requests=3), Standing()),
+        (reading(latency=2.8), reading(latency=3.1), Standing(latency_breached=True)),
+    ]
+    for long, short, standing in cases:
+        long_t, short_t = (
+            dataclasses.replace(
+                r, cost_per_million_input_tokens=D("90"), cost_per_million_output_tokens=D("99")
+            )
+            for r in (long, short)
+        )
+        # A standing token breach is forgotten once its budget is gone, as a latency breach is.
+        stale = dataclasses.replace(standing, input_tokens_breached=True, output_tokens_breached=True)
+        assert judge(long_t, short_t, LATENCY, stale) == judge(long, short, LATENCY, standing)
+
+
+def test_per_request_and_token_breaches_are_both_named_and_both_stand() -> None:
+    policy = dataclasses.replace(OUTPUT, max_cost_per_million_input_tokens=D("1"))
+    breach, after, recovering = chain(
+        policy,
+        (per_token("3.10", cost="0.0002"), per_token("3.20", cost="0.0002")),
+        (per_token("3.10", cost=None, missing=(NO_GPU_DATA,)), per_token("3.20", cost=None)),
+        (per_token("2.45", cost="0.000148"), per_token("2.00", cost="0.000140")),
+    )
+    assert breach.phase == "Breached"
+    assert statuses(breach)[SLO_MET] == ("False", "OverBudgetAndOutputTokenBudgetExceeded")
+    assert breach.reason == (
+        "cost per request $0.000200 is over the budget $0.000150 in both windows "
+        "(1h: $0.000200, 5m: $0.000200) over 5,234 requests; "
+        "cost per 1M output tokens $3.10 is over the budget $2.50 in both windows (1h: $3.10, 5m: $3.20)"
+    )
+    assert breach.standing == Standing(cost_breached=True, output_tokens_breached=True)
+    # The cost per request cannot be judged, the output tokens still breach: both stand.
+    assert statuses(after)[SLO_MET] == ("False", "MetricsUnavailableAfterBreachAndOutputTokenBudgetExceeded")
+    assert after.condition(SLO_MET).message.endswith(
+        "; cost per request stays breached until the 1h window is at or under $0.0001425"
+    )
+    assert after.standing == Standing(cost_breached=True, output_tokens_breached=True)
+    assert statuses(recovering)[SLO_MET] == ("False", "RecoveringAndOutputTokenBudgetRecovering")
+    assert recovering.standing == Standing(cost_breached=True, output_tokens_breached=True)
+
+
+def test_token_standing_is_read_from_stored_conditions() -> None:
+    def slo(status: str, reason: str) -> api.Condition:
+        return api.Condition(type=SLO_MET, status=status, reason=reason, last_transition_time=T0)
+
+    assert Standing.from_conditions([slo("False", "OutputTokenBudgetRecovering")]) == Standing(
+        output_tokens_breached=True
+    )
+    assert Standing.from_conditions(
+        [slo("False", "MetricsUnavailableAfterInputTokenBreachAndOutputTokenBudgetExceeded")]
+    ) == Standing(input_tokens_breached=True, output_tokens_breached=True)
+    assert Standing.from_conditions([slo("Unknown", "InsufficientTrafficAfterInputTokenBreach")]) == Standing(
+        input_tokens_breached=True
+    )
+    assert Standing.from_conditions([slo("True", "OutputTokenBudgetRecovered")]) == Standing()
+    assert Standing.from_conditions([slo("False", "SomethingElse")]) == Standing(cost_breached=True)
+
+
+def test_policy_from_spec_with_token_budgets() -> None:
+    spec = api.CostSLOSpec.model_validate(
+        {
+            "targetRef": {"name": "x"},
+            "objective": {
+                "maxCostPerRequest": "0.00015",
+                "maxCostPerMillionInputTokens": "0.80",
+                "maxCostPerMillionOutputTokens": "2.5",
+            },
+        }
+    )
+    policy = Policy.from_spec(spec)
+    assert policy == dataclasses.replace(
+        POLICY, max_cost_per_million_input_tokens=D("0.80"), max_cost_per_million_output_tokens=D("2.5")
+    )
+    assert policy.recovery_token_budget("output") == D("2.375")
+    assert policy.recovery_token_budget("input") == D("0.76")
+    assert POLICY.recovery_token_budget("output") is None
+
+
+@pytest.mark.parametrize("side", ["input", "output"])
+@pytest.mark.parametrize("bad", [D("-1"), D("NaN"), D("Infinity"), 2.5])
+def test_policy_rejects_bad_token_budgets(side: TokenSide, bad: Any) -> None:
+    with pytest.raises(ValueError, match=f"maxCostPerMillion{side.capitalize()}Tokens"):
+        Policy(budget=BUDGET, **{f"max_cost_per_million_{side}_tokens": bad})
+
+
+def test_reading_of_an_economics_cost_carries_the_token_costs() -> None:
+    usage = Usage(
+        window_seconds=3600,
+        gpu_seconds=3600,
+        replica_seconds=3600,
+        requests=1000,
+        delivered=1000,
+        input_tokens=2_000_000,
+        output_tokens=500_000,
+    )
+    cost = cost_of(usage, Prices(gpu_hourly=D("3")))
+    assert cost.cost_per_million_input_tokens is not None
+    assert cost.cost_per_million_output_tokens is not None
+    got = WindowReading.of_cost(cost)
+    assert got.cost_per_million_input_tokens == cost.cost_per_million_input_tokens
+    assert got.cost_per_million_output_tokens == cost.cost_per_million_output_tokens
+
+
 # --- policy and readings ----------------------------------------------------------------------------------
 
 
@@ -673,6 +962,89 @@ def test_raising_the_budget_never_turns_met_into_breached(
         assert after.phase == "Met"
     if after.phase == "Breached" and after.condition(SLO_MET).status == "False":
         assert before.condition(SLO_MET).status == "False"
+
+
+token_readings = st.builds(
+    dataclasses.replace,
+    readings,
+    cost_per_million_input_tokens=mostly(st.decimals(min_value=0, max_value=10, places=3)),
+    cost_per_million_output_tokens=mostly(st.decimals(min_value=0, max_value=10, places=3)),
+)
+token_policies = st.builds(
+    dataclasses.replace,
+    policies,
+    max_cost_per_million_input_tokens=st.none() | st.decimals(min_value=D("0.001"), max_value=10, places=3),
+    max_cost_per_million_output_tokens=st.none() | st.decimals(min_value=D("0.001"), max_value=10, places=3),
+)
+all_standings = st.builds(Standing, st.booleans(), st.booleans(), st.booleans(), st.booleans())
+
+
+@given(token_readings, token_readings, token_policies, all_standings)
+def test_every_verdict_with_token_budgets_is_well_formed(
+    long: WindowReading, short: WindowReading, policy: Policy, standing: Standing
+) -> None:
+    verdict = judge(long, short, policy, standing)
+    assert tuple(c.type for c in verdict.conditions) == CONDITION_TYPES
+    assert all(CAMEL.match(c.reason) and c.message for c in verdict.conditions)
+    assert verdict.reason and "\n" not in verdict.reason
+    assert verdict.rollout_allowed == (verdict.condition(ROLLOUT_ALLOWED).status == "True")
+    assert Standing.from_conditions(verdict.conditions) == verdict.standing
+    if verdict.phase == "Breached":
+        assert long.requests is not None and long.requests >= policy.min_requests
+    if verdict.phase == "Met":
+        assert all(c.status == "True" for c in verdict.conditions)
+    sides: tuple[TokenSide, ...] = ("input", "output")
+    for side in sides:
+        if policy.token_budget(side) is None:
+            assert not verdict.standing.tokens_breached(side)
+        elif any(r.cost_per_million_tokens(side) is None for r in (long, short)):
+            assert verdict.phase != "Met"
+
+
+@given(token_readings, token_readings, token_policies)
+def test_never_breached_while_a_window_is_within_every_budget(
+    long: WindowReading, short: WindowReading, policy: Policy
+) -> None:
+    policy = dataclasses.replace(policy, latency_threshold_seconds=None)
+    assume(any(r.cost_per_request is not None and r.cost_per_request <= policy.budget for r in (long, short)))
+    for side in ("input", "output"):
+        budget = policy.token_budget(side)
+        assume(
+            budget is None
+            or any((c := r.cost_per_million_tokens(side)) is not None and c <= budget for r in (long, short))
+        )
+    assert judge(long, short, policy).phase != "Breached"
+
+
+@given(token_readings, token_readings, token_policies, st.sampled_from(["input", "output"]), st.data())
+def test_a_token_breach_clears_only_once_the_long_window_is_under_the_margin(
+    long: WindowReading, short: WindowReading, policy: Policy, side: TokenSide, data: st.DataObject
+) -> None:
+    budget = data.draw(st.decimals(min_value=D("0.001"), max_value=10, places=3))
+    policy = dataclasses.replace(
+        policy,
+        budget=D(1),
+        latency_threshold_seconds=None,
+        max_cost_per_million_input_tokens=budget if side == "input" else None,
+        max_cost_per_million_output_tokens=budget if side == "output" else None,
+    )
+    long = dataclasses.replace(long, cost_per_request=D(0))
+    short = dataclasses.replace(short, cost_per_request=D(0))
+    recover_at = policy.recovery_token_budget(side)
+    assert recover_at is not None
+    value = long.cost_per_million_tokens(side)
+    standing = Standing(input_tokens_breached=side == "input", output_tokens_breached=side == "output")
+    verdict = judge(long, short, policy, standing)
+    if value is not None and value > recover_at:
+        assert verdict.phase != "Met"
+        assert verdict.standing.tokens_breached(side)
+    elif (
+        value is not None
+        and short.cost_per_million_tokens(side) is not None
+        and long.requests is not None
+        and long.requests >= policy.min_requests
+    ):
+        assert not verdict.standing.tokens_breached(side)
 
 
 @given(readings, readings, policies, standings)

@@ -16,9 +16,14 @@ HEARTBEAT_SECONDS = 300.0
 _VOLATILE = {"lastEvaluationTime", "lastTransitionTime"}
 
 
-# Numbers within this fraction of the last written value are the same number: a steady load measured
-# through Prometheus' extrapolation wobbles by a few percent from one cycle to the next.
+# Numbers within these bounds of the last written value are the same number: a steady load measured through
+# Prometheus' extrapolation wobbles from one cycle to the next. Money is held tightest (the headline, and what
+# is judged); latencies, token costs and counts of random requests wobble more; fractions move in points.
 TOLERANCE = 0.05
+_LOOSE_TOLERANCE = 0.10
+_MONEY = {"costPerRequest", "projectedCostPerRequest", "hourlyCost", "budget"}
+_FRACTIONS = {"failureRate", "gpuUtilisation", "idleCostFraction", "grossMargin"}
+_FRACTION_POINTS = 0.02
 # Prose fields carry the numbers of the moment; their wording, not their digits, decides a write.
 _PROSE = {"message", "reason"}
 # Names that may consist of digits alone and still are names, never amounts.
@@ -57,10 +62,26 @@ def same(previous: Any, new: Any, key: str | None = None) -> bool:
         return len(previous) == len(new) and all(same(a, b, key) for a, b in zip(previous, new, strict=True))
     a, b = _number(previous), _number(new)
     if a is not None and b is not None and key not in _IDENTIFIERS:
-        return math.isclose(a, b, rel_tol=TOLERANCE, abs_tol=1e-12)
+        if key in _FRACTIONS:
+            return abs(a - b) <= _FRACTION_POINTS
+        return math.isclose(a, b, rel_tol=TOLERANCE if key in _MONEY else _LOOSE_TOLERANCE, abs_tol=1e-12)
     if key in _PROSE and isinstance(previous, str) and isinstance(new, str):
         return _DIGITS.sub("#", previous) == _DIGITS.sub("#", new)
     return bool(previous == new)
+
+
+def differences(previous: Any, new: Any, path: str = "", key: str | None = None) -> list[str]:
+    """The paths (status.current.costPerRequest, ...) at which `same` finds news, for the log."""
+    if isinstance(previous, Mapping) and isinstance(new, Mapping):
+        out = []
+        for k in sorted((set(previous) | set(new)) - _VOLATILE):
+            where = f"{path}.{k}" if path else k
+            if k not in previous or k not in new:
+                out.append(where)
+            else:
+                out.extend(differences(previous[k], new[k], where, k))
+        return out
+    return [] if same(previous, new, key) else [path or "status"]
 
 
 def needs_write(
