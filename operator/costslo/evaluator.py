@@ -17,7 +17,7 @@ import structlog
 
 from costslo import api, economics, rollout, scaling, views
 from costslo.economics import CostBreakdown, Prices
-from costslo.inventory import Inventory, TargetPods
+from costslo.inventory import Inventory, TargetPods, whole_revision
 from costslo.metrics.prometheus import PrometheusError
 from costslo.metrics.window import Latency, Querier, Samples, WindowSamples, fetch_window
 from costslo.pricing import GpuPrice, PriceCatalog, PricingError, gpu_price, weighted_gpu_price
@@ -195,6 +195,12 @@ class Evaluator:
         verdict = judge(readings[0], readings[1], policy, Standing.from_conditions(slo.status.conditions))
         revisions = self._revisions(spec, target, costs[0], samples_long, long_s)
         gate = self._gate(slo, spec, revisions, now) if target.found else None
+        if gate is None and slo.status.rollout is not None:
+            # The target is out of sight for now (deleted, or its watch has not listed it yet): what the
+            # gate remembers (its own pause, rejected revisions) must survive until it is back.
+            gate = GateDecision(
+                rollout.Memory.from_status(slo.status.rollout.model_dump(by_alias=True, exclude_none=True))
+            )
         # `current` shows the short window: the most recent numbers; the verdict weighs both windows.
         status = self._status(slo, spec, verdict, costs, latencies, revisions, gate, now)
         sizing = self._scaling(slo, spec, costs[1], latencies[1], gate, now) if target.found else None
@@ -275,12 +281,17 @@ class Evaluator:
             return []
         window, prices = samples_long
         quantile = spec.objective.latency.quantile if spec.objective.latency else 0.95
+        scaling_spec = spec.enforcement.scaling
+        # With scaling on, capacity follows load to the target utilisation: that is the headroom to price.
+        target_u = scaling_spec.target_utilisation if scaling_spec.enabled else None
         revisions = []
-        for rev in target.revisions:
+        for rev in sorted(target.revisions, key=lambda r: whole_revision(r.revision)):
             rev_samples = window.total(rev.pods)
             usage = usage_of(rev_samples, long_s)
             rev_cost = economics.cost_of(usage, prices)
-            projection = economics.project(usage, prices, fleet_utilisation=cost.utilisation)
+            projection = economics.project(
+                usage, prices, fleet_utilisation=cost.utilisation, target_utilisation=target_u
+            )
             rev_latency = rev_samples.latency(policy_metric(spec), quantile)
             revisions.append(
                 {

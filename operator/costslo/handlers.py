@@ -11,7 +11,6 @@ import kopf
 
 from costslo import api, server
 from costslo.loop import OperatorLoop
-from costslo.rollout import OVERRIDE_ANNOTATION
 from costslo.settings import OperatorSettings
 
 _settings: OperatorSettings | None = None
@@ -80,8 +79,8 @@ async def replicaset_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
 
 @kopf.on.event("apps", "v1", "deployments")
 async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.loop.inventory.deployment(event["object"], deleted=_deleted(event))
-    if OVERRIDE_ANNOTATION in (event["object"]["metadata"].get("annotations") or {}):
+    # A resumed, re-templated or overridden Deployment is answered now, not at the next interval.
+    if memo.loop.inventory.deployment(event["object"], deleted=_deleted(event)):
         memo.loop.wake()
 
 
@@ -98,3 +97,6 @@ async def node_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
 async def costslo_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.loop.costslo(event["object"], deleted=_deleted(event))
+    if _deleted(event):
+        # A CostSLO deleted while its gate holds a pause must not leave the Deployment paused for good.
+        await asyncio.to_thread(memo.loop.release, event["object"])

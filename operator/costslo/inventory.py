@@ -105,7 +105,8 @@ class Inventory:
         )
 
     def replicaset(self, body: Mapping[str, Any], deleted: bool = False) -> bool:
-        """Records a ReplicaSet; True when it is one not seen before (a new revision, perhaps)."""
+        """Records a ReplicaSet; True when it is new or its revision moved (a new revision, or an old one
+        brought back by a rollback), which the rollout gate answers at once."""
         meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
         key = (str(meta["namespace"]), str(meta["name"]))
         owner = controller_of(meta)
@@ -114,7 +115,8 @@ class Inventory:
             self._rs_owner[key] = owner
         revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
         self._rs_revision[key] = revision
-        new = key not in self._replicasets
+        known = self._replicasets.get(key)
+        new = known is None or known.revision.number != whole_revision(revision)
         if deleted:
             self._replicasets.pop(key, None)
             return False
@@ -134,11 +136,14 @@ class Inventory:
         )
         return new
 
-    def deployment(self, body: Mapping[str, Any], deleted: bool = False) -> None:
+    def deployment(self, body: Mapping[str, Any], deleted: bool = False) -> bool:
+        """Records a Deployment; True when its template, pause or annotations changed: the gate's business."""
         meta, spec = body["metadata"], body.get("spec") or {}
         key = (str(meta["namespace"]), str(meta["name"]))
+        before = self._deployments.get(key)
         if deleted:
             self._deployments.pop(key, None)
+            return False
         else:
             self._deployments[key] = _Deployment(
                 paused=bool(spec.get("paused")),
@@ -146,6 +151,12 @@ class Inventory:
                 annotations=dict(meta.get("annotations") or {}),
                 replicas=1 if spec.get("replicas") is None else int(spec["replicas"]),
             )
+        after = self._deployments[key]
+        return before is None or (before.paused, before.template, before.annotations) != (
+            after.paused,
+            after.template,
+            after.annotations,
+        )
 
     def node(self, body: Mapping[str, Any], deleted: bool = False) -> None:
         name = str(body["metadata"]["name"])
@@ -172,7 +183,7 @@ class Inventory:
 
     def autoscaler(self, namespace: str, deployment: str) -> str | None:
         """Who owns the Deployment's replicas besides us, if anyone."""
-        for (ns, _), (target, who) in sorted(self._autoscalers.items()):
+        for (ns, _), (target, who) in sorted(list(self._autoscalers.items())):
             if ns == namespace and target == deployment:
                 return who
         return None
@@ -180,7 +191,9 @@ class Inventory:
     def forget_old(self) -> None:
         """Drops pods deleted longer ago than the retention (the longest window in use)."""
         cutoff = self._clock() - self._retention
-        for key in [k for k, p in self._pods.items() if p.deleted_at is not None and p.deleted_at < cutoff]:
+        for key in [
+            k for k, p in list(self._pods.items()) if p.deleted_at is not None and p.deleted_at < cutoff
+        ]:
             del self._pods[key]
 
     # -- queries ---------------------------------------------------------------------------------------
@@ -198,7 +211,7 @@ class Inventory:
             return None
         revisions = tuple(
             rs.revision
-            for (ns, _), rs in self._replicasets.items()
+            for (ns, _), rs in list(self._replicasets.items())
             if ns == namespace and rs.deployment == deployment
         )
         return DeploymentState(namespace, deployment, d.paused, d.template, d.annotations, revisions)
@@ -218,7 +231,8 @@ class Inventory:
         """The Deployment's pods by revision, including pods deleted after `since`."""
         by_hash: dict[str, list[tuple[str, str]]] = {}
         revisions: dict[str, str | None] = {}
-        for (ns, name), pod in self._pods.items():
+        # Snapshots (list(...)): watch handlers may add entries while a cycle reads them in its thread.
+        for (ns, name), pod in list(self._pods.items()):
             if ns != namespace or pod.replicaset is None:
                 continue
             if self._rs_owner.get((ns, pod.replicaset)) != ("Deployment", deployment):

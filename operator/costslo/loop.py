@@ -21,6 +21,7 @@ from costslo.evaluator import Evaluation, Evaluator, EvaluatorConfig, SloObject
 from costslo.inventory import Inventory
 from costslo.metrics.prometheus import PrometheusClient
 from costslo.pricing import read_catalog
+from costslo.rollout import Resume
 from costslo.settings import OperatorSettings
 from costslo.standby import PeerCheck
 from costslo.telemetry import Telemetry
@@ -106,6 +107,21 @@ class OperatorLoop:
         if self._wake is not None:
             self._wake.set()
 
+    def release(self, body: Mapping[str, Any]) -> None:
+        """Lifts the pause a deleted CostSLO's gate held, if it held one."""
+        rollout_status = (body.get("status") or {}).get("rollout") or {}
+        target = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
+        ns = body["metadata"].get("namespace")
+        if not (rollout_status.get("pausedByGate") and target and ns) or self.standing_by():
+            return
+        try:
+            self.deployments.apply(ns, target, [Resume()])
+            log.info("released the gate's pause of a deleted CostSLO", namespace=ns, deployment=target)
+        except Exception as exc:
+            log.warning(
+                "cannot resume the Deployment of a deleted CostSLO", deployment=target, error=str(exc)
+            )
+
     async def run(self) -> None:
         """Evaluates every interval, or sooner when woken, until cancelled; a failing cycle is never fatal."""
         self._wake = asyncio.Event()
@@ -137,6 +153,11 @@ class OperatorLoop:
         if above != self._standby_for:
             if above:
                 log.info("standing by", active=above, priority=self.peers.me.priority)
+                # What this instance wrote and saw is stale by the time it acts again: start from what
+                # the cluster holds then.
+                self._written.clear()
+                self._latest.clear()
+                self._phases.clear()
             else:
                 log.info("active", priority=self.peers.me.priority)
             self._standby_for = above

@@ -75,6 +75,11 @@ class DeploymentState:
         return next((r for r in self.revisions if r.pod_template_hash == pod_template_hash), None)
 
     @property
+    def matching(self) -> Revision | None:
+        """The ReplicaSet whose template is the Deployment's, if the controller has one."""
+        return next((r for r in self.revisions if r.template == self.template), None)
+
+    @property
     def template_pending(self) -> bool:
         """The template matches no ReplicaSet: the controller has not created its revision (e.g. paused)."""
         return bool(self.revisions) and all(r.template != self.template for r in self.revisions)
@@ -179,6 +184,8 @@ class Resume:
 class RestoreTemplate:
     template: Mapping[str, Any]
     from_revision: str
+    # The template being replaced: the write is refused if someone changed it since (no lost update).
+    replacing: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -233,6 +240,7 @@ class _Step:
     dep: DeploymentState
     policy: GatePolicy
     now: float
+    generation: int = 0
     actions: list[Action] = field(default_factory=list)
     events: list[GateEvent] = field(default_factory=list)
 
@@ -248,8 +256,9 @@ class _Step:
     def resume_if_ours(self, memory: Memory) -> Memory:
         # The flag stays set until a later step sees the Deployment running: a restart between writing
         # the decision and sending the resume then still knows the pause was ours to lift.
+        # Lifting its own pause is allowed in Report mode too: that is how a switch to Report ends a hold.
         if memory.paused_by_gate and self.dep.paused:
-            self.act(Resume())
+            self.actions.append(Resume())
         return memory
 
     def done(self, memory: Memory) -> GateDecision:
@@ -266,9 +275,11 @@ def step(
 ) -> GateDecision:
     """One step of the gate for one Deployment."""
     newest = dep.newest if dep is not None else None
-    if dep is None or newest is None or policy.action == "None":
+    if dep is None or newest is None:
         return GateDecision(memory)
-    s = _Step(dep, policy, now)
+    s = _Step(dep, policy, now, generation)
+    if policy.action == "None":
+        return _turned_off(s, memory)
     h = newest.pod_template_hash
     at = _iso(now)
     override = dep.annotations.get(OVERRIDE_ANNOTATION)
@@ -289,7 +300,7 @@ def step(
         # fell between writing this state and restoring: finish it, without a second announcement.
         previous = dep.revision(memory.stable_revision)
         if previous is not None and dep.template != previous.template:
-            s.act(RestoreTemplate(previous.template, h))
+            s.act(RestoreTemplate(previous.template, h, dep.template))
         return s.done(s.resume_if_ours(memory))
     if h == memory.revision and memory.state in _SETTLED:
         if memory.state == "Overridden" and override is not None:
@@ -335,7 +346,26 @@ def step(
             )
         )
 
-    if h in memory.rejected and policy.action == "Rollback":
+    current = dep.matching
+    if current is not None and current.pod_template_hash != h:
+        # The template already names another ReplicaSet, whose revision the controller has yet to bump.
+        if current.pod_template_hash == memory.stable_revision and memory.state in ("Baking", "Blocked"):
+            s.say(
+                "Normal", "RolloutWithdrawn", f"the template is back to revision {current.pod_template_hash}"
+            )
+            return s.done(
+                replace(
+                    s.resume_if_ours(memory),
+                    state="Stable",
+                    revision=current.pod_template_hash,
+                    since=at,
+                    reason=f"revision {current.pod_template_hash} is serving",
+                )
+            )
+        return s.done(memory)
+
+    held_without_previous = memory.state == "Blocked" and memory.revision == h
+    if h in memory.rejected and policy.action == "Rollback" and not held_without_previous:
         return _roll_back(s, memory, h, f"revision {h} was rejected before", repeat=True)
 
     if h != memory.revision or memory.state not in ("Baking", "Blocked"):
@@ -354,6 +384,19 @@ def step(
         s.say("Normal", "RolloutReleased", f"the CostSLO changed; revision {h} is judged again")
         memory = replace(memory, state="Baking", since=at)
     return _bake(s, memory, newest, figures.get(h), generation)
+
+
+def _turned_off(s: _Step, memory: Memory) -> GateDecision:
+    """action None: no gate. A hold it left behind is lifted, once."""
+    if memory.state in ("Baking", "Blocked"):
+        s.say(
+            "Normal", "RolloutReleased", "the rollout gate was turned off (action None); the rollout goes on"
+        )
+        h = s.dep.newest.pod_template_hash if s.dep.newest else memory.revision
+        memory = replace(
+            memory, state="Stable", revision=h, stable_revision=h, since=_iso(s.now), reason=None
+        )
+    return s.done(s.resume_if_ours(memory))
 
 
 def _keep_paused(s: _Step, memory: Memory) -> Memory:
@@ -514,9 +557,19 @@ def _roll_back(s: _Step, memory: Memory, h: str, reason: str, repeat: bool) -> G
         s.say("Warning", "RolloutBlocked", f"revision {h}: {why}")
         memory = _keep_paused(s, memory) if repeat else memory
         return s.done(
-            replace(memory, state="Blocked", revision=h, since=_iso(s.now), reason=why, rejected=rejected)
+            replace(
+                memory,
+                state="Blocked",
+                revision=h,
+                since=_iso(s.now),
+                reason=why,
+                rejected=rejected,
+                judged_generation=s.generation,
+            )
         )
-    s.act(RestoreTemplate(stable.template, h))  # before resuming, so the bad revision makes no progress
+    s.act(
+        RestoreTemplate(stable.template, h, s.dep.template)
+    )  # before resuming, so the bad revision makes no progress
     memory = s.resume_if_ours(memory)
     s.say(
         "Warning",

@@ -80,6 +80,7 @@ def judged(lab: Lab, operator: OperatorProcess) -> Iterator[str]:
                     "maxCostPerMillionOutputTokens": "0.05",
                     "latency": {"thresholdSeconds": 60},
                 },
+                enforcement={"mode": "Report"},  # "generous" alone marks the Deployment
             ),
         ):
             api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)

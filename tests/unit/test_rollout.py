@@ -269,3 +269,36 @@ def test_memory_round_trips_through_status() -> None:
 @pytest.mark.parametrize(("seconds", "text"), [(45, "45s"), (600, "10m"), (150, "2m30s"), (0.4, "0s")])
 def test_durations_read_as_people_write_them(seconds: float, text: str) -> None:
     assert duration_text(seconds) == text
+
+
+def test_turning_the_gate_off_lifts_its_hold_once() -> None:
+    blocked = run(deployment(old(), new(), paused=True), started_at(T0), TOO_DEAR, at=T0 + 61).memory
+    off = replace(POLICY, action="None")
+    d = run(deployment(old(), new(), paused=True), blocked, TOO_DEAR, off, at=T0 + 70)
+    assert d.actions == (Resume(),) and d.memory.state == "Stable" and not d.blocked
+    assert [e.reason for e in d.events] == ["RolloutReleased"]
+    quiet = run(deployment(old(), new()), d.memory, TOO_DEAR, off, at=T0 + 80)
+    assert quiet.actions == () and quiet.events == ()
+
+
+def test_switching_to_report_mode_lifts_the_gates_own_pause() -> None:
+    blocked = run(deployment(old(), new(), paused=True), started_at(T0), TOO_DEAR, at=T0 + 61).memory
+    report = replace(POLICY, enforce=False, budget=Decimal("0.001"))
+    d = run(deployment(old(), new(), paused=True), blocked, TOO_DEAR, report, generation=2, at=T0 + 70)
+    assert d.memory.state == "Promoted" and d.actions == (Resume(),)
+
+
+def test_a_rollback_with_no_previous_revision_holds_quietly() -> None:
+    policy = replace(POLICY, action="Rollback")
+    gone = replace(started_at(T0), stable_revision="zzz")
+    d = run(deployment(old(), new(), paused=True), gone, TOO_DEAR, policy, at=T0 + 61)
+    assert d.blocked and "previous revision is gone" in (d.memory.reason or "")
+    again = run(deployment(old(), new(), paused=True), d.memory, TOO_DEAR, policy, at=T0 + 70)
+    assert again.events == () and again.actions == () and again.memory == d.memory
+
+
+def test_a_revert_seen_before_the_controller_bumps_the_old_revision_withdraws_at_once() -> None:
+    # The Deployment already carries the old template; the canary is still the newest ReplicaSet.
+    d = run(deployment(old(), new(), paused=True, template=OLD), started_at(T0), FITS, at=T0 + 61)
+    assert d.memory.state == "Stable" and d.memory.revision == "aaa" and d.actions == (Resume(),)
+    assert [e.reason for e in d.events] == ["RolloutWithdrawn"]

@@ -25,6 +25,8 @@ def gate_patch(actions: Sequence[Action]) -> tuple[list[dict[str, Any]], dict[st
     merge: dict[str, Any] = {}
     for action in actions:
         if isinstance(action, RestoreTemplate):
+            if action.replacing is not None:
+                json_patch.append({"op": "test", "path": "/spec/template", "value": dict(action.replacing)})
             json_patch.append({"op": "replace", "path": "/spec/template", "value": dict(action.template)})
         elif isinstance(action, Pause | Resume):
             merge.setdefault("spec", {})["paused"] = isinstance(action, Pause)

@@ -26,7 +26,7 @@ _FRACTIONS = {"failureRate", "gpuUtilisation", "idleCostFraction", "grossMargin"
 _FRACTION_POINTS = 0.02
 # Prose fields carry the numbers of the moment; their wording, not their digits, decides a write.
 _PROSE = {"message", "reason"}
-# Names that may consist of digits alone and still are names, never amounts.
+# Names and counts compared exactly: a hash of digits alone is still a name; one replica more is news.
 _IDENTIFIERS = {
     "revision",
     "podTemplateHash",
@@ -34,6 +34,7 @@ _IDENTIFIERS = {
     "rejectedRevisions",
     "observedGeneration",
     "judgedGeneration",
+    "recommendedReplicas",
 }
 _DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
 
