@@ -199,6 +199,9 @@ class OperatorLoop:
         previous = last[1] if last else dict(body.get("status") or {}) or None
         since = now - last[0] if last else float("inf")
         bound = log.bind(namespace=ev.slo.namespace, name=ev.slo.name)
+        # A scaling step is taken before status records it: recorded first, a step that then failed would
+        # hold the cooldown for a change that never happened. (The gate records first: see _enforce.)
+        scaled = self._scale(ev, previous, bound)
         try:
             if needs_write(previous, ev.status, since):
                 self.writer.write_status(ev.slo.namespace, ev.slo.name, ev.status)
@@ -210,7 +213,7 @@ class OperatorLoop:
             bound.warning("cannot write status", error=str(exc))
             return
         try:
-            self._enforce(ev, body, now)
+            self._enforce(ev, body, now, scaled)
             old_phase = self._phases.get(key) or (body.get("status") or {}).get("phase")
             if old_phase != ev.phase:
                 self._phases[key] = ev.phase
@@ -218,8 +221,8 @@ class OperatorLoop:
         except Exception as exc:
             bound.warning("cannot act on the verdict", error=str(exc))
 
-    def _enforce(self, ev: Evaluation, body: Mapping[str, Any], now: float) -> None:
-        """The rollout gate's writes and scaling steps, after their decision is in status."""
+    def _enforce(self, ev: Evaluation, body: Mapping[str, Any], now: float, scaled: bool) -> None:
+        """The rollout gate's writes, after its decision is in status, and the Events of every action."""
         spec = ev.slo.spec
         if spec is None:
             return
@@ -234,13 +237,30 @@ class OperatorLoop:
         for event in gate.events if gate is not None else ():
             self._post(ev, body, event.type, event.reason, event.message, now)
         sizing = ev.sizing
-        if sizing is not None and sizing.decision.scale_to is not None:
-            to = sizing.decision.scale_to
-            self.deployments.scale(ev.slo.namespace, target, to)
-            self.telemetry.actions.labels("scale").inc()
-            verb = "ScaledUp" if to > sizing.replicas else "ScaledDown"
-            bound.info("scaled", replicas=to, previous=sizing.replicas)
+        if scaled and sizing is not None and sizing.decision.scale_to is not None:
+            verb = "ScaledUp" if sizing.decision.scale_to > sizing.replicas else "ScaledDown"
             self._post(ev, body, "Normal", verb, sizing.decision.reason, now)
+
+    def _scale(self, ev: Evaluation, previous: Mapping[str, Any] | None, bound: Any) -> bool:
+        """Takes the scaling step of the evaluation, if any; on failure, status keeps the last real step."""
+        sizing, spec = ev.sizing, ev.slo.spec
+        if sizing is None or sizing.decision.scale_to is None or spec is None:
+            return False
+        to = sizing.decision.scale_to
+        try:
+            self.deployments.scale(ev.slo.namespace, spec.target_ref.name, to)
+        except Exception as exc:
+            bound.warning("cannot scale", replicas=to, error=str(exc))
+            kept = dict((previous or {}).get("scaling") or {})
+            ev.status["scaling"] = {
+                **{k: v for k, v in kept.items() if k in ("lastAction", "lastActionTime")},
+                "recommendedReplicas": sizing.decision.recommended_replicas,
+                "reason": f"{sizing.decision.reason}; the step to {to} failed: {exc}"[:1000],
+            }
+            return False
+        self.telemetry.actions.labels("scale").inc()
+        bound.info("scaled", replicas=to, previous=sizing.replicas)
+        return True
 
     def _post(
         self,

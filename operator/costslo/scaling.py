@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 
 from costslo import api
+from costslo.verdict import dollars, request_count, seconds
 
 # Exact arithmetic on budgets of up to twelve digits, whatever the caller did to the thread's context.
 _CONTEXT = Context(prec=40, rounding=ROUND_HALF_EVEN)
@@ -306,7 +307,7 @@ def _no_data(inputs: ScalingInputs, policy: ScalingPolicy) -> str | None:
     requests = inputs.requests
     if _usable(requests) and requests is not None and requests < policy.min_requests:
         return (
-            f"only {_requests(requests, policy.min_requests)} in the window, fewer than minRequests "
+            f"only {request_count(requests, policy.min_requests)} in the window, fewer than minRequests "
             f"{policy.min_requests:,}, so no recommendation"
         )
     missing: list[str] = []
@@ -365,55 +366,17 @@ def _or(items: Sequence[str]) -> str:
 # -- numbers in sentences -----------------------------------------------------------------------------
 
 
-def _money(value: Decimal, digits: int | None = 3) -> str:
-    """An amount to `digits` significant digits (None: exact), at least two decimal places, no noise."""
-    with localcontext(_CONTEXT):
-        if digits is not None and value != 0:
-            value = value.quantize(Decimal(1).scaleb(value.adjusted() - digits + 1))
-        places = max(2, _places(value.normalize()))
-        return f"${value.quantize(Decimal(1).scaleb(-places)):f}"
-
-
 def _money_pair(measured: Decimal, limit: Decimal) -> tuple[str, str]:
-    """A measured amount and its limit; the measured one never reads as equal to a limit it differs from."""
-    limit_text = _money(limit, None)
-    text = _money(measured)
-    for digits in range(4, 41):
-        if text != limit_text or measured == limit:
-            break
-        text = _money(measured, digits)
-    return text, limit_text
-
-
-def _places(value: Decimal) -> int:
-    exponent = value.as_tuple().exponent
-    return -exponent if isinstance(exponent, int) else 0
+    cost, budget = dollars([measured], [limit])
+    return cost, budget
 
 
 def _seconds_pair(measured: float, limit: float) -> tuple[str, str]:
-    """A duration to three significant digits, its limit to six; more where one would read as the other."""
-    text, limit_text = f"{measured:.3g}s", f"{limit:.6g}s"
-    for digits in range(4, 18):
-        if text != limit_text or measured == limit:
-            break
-        text, limit_text = f"{measured:.{digits}g}s", f"{limit:.{max(digits, 6)}g}s"
-    return text, limit_text
+    latency, threshold = seconds([measured], [limit])
+    return latency, threshold
 
 
 def _percent(fraction: float) -> str:
     """A fraction as a percentage: whole percents from 10% up, two significant digits under."""
     value = fraction * 100
     return f"{value:.0f}%" if value >= 10 or value == 0 else f"{value:.2g}%"
-
-
-def _requests(n: float, min_requests: int) -> str:
-    """A request count; a fractional one (from increase()) keeps enough digits to stay under min."""
-    noun = "request" if n == 1 else "requests"
-    if n == int(n):
-        return f"{int(n):,} {noun}"
-    text = ""
-    for digits in range(1, 10):
-        text = f"{n:,.{digits}f}"
-        if float(text.replace(",", "")) < min_requests:
-            break
-    return f"{text} {noun}"

@@ -859,6 +859,11 @@ def dollars(measured: Sequence[Decimal], limits: Sequence[Decimal]) -> list[str]
     return _dollars(measured, limits)
 
 
+def request_count(n: float, min_requests: int) -> str:
+    """A request count for sentences: a fractional one stays on its side of minRequests."""
+    return _requests(n, min_requests)
+
+
 def seconds(measured: Sequence[float], limits: Sequence[float]) -> list[str]:
     """Durations for sentences, as the verdict writes them."""
     return _seconds(measured, limits)

@@ -96,13 +96,7 @@ def gate_operator(
 def scenarios(lab: Lab, gate_operator: OperatorProcess) -> Iterator[dict[str, Scenario]]:
     """Every scenario's Deployment serving 8B, judged Stable, then swapped: 70B, except `good` (8B)."""
     api = client.CustomObjectsApi(lab.api)
-    with (
-        lab.namespace("gate-pause") as pause,
-        lab.namespace("gate-good") as good,
-        lab.namespace("gate-rollback") as rollback,
-        lab.namespace("gate-report") as report,
-    ):
-        names = {"pause": pause, "good": good, "rollback": rollback, "report": report}
+    with lab.namespaces(*SCENARIOS, prefix="gate-") as names:
         for key, ns in names.items():
             lab.apps.create_namespaced_deployment(
                 ns, inference_deployment("chat", replicas=2, offered_rps=8.0)

@@ -75,13 +75,8 @@ def scaled(
     lab: Lab, costslo_crd: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[dict[str, str], OperatorProcess]]:
     api = client.CustomObjectsApi(lab.api)
-    with (
-        lab.namespace("scale-down") as down,
-        lab.namespace("scale-hpa") as hpa,
-        lab.namespace("scale-up") as up,
-        lab.namespace("steady") as steady,
-    ):
-        names = {"down": down, "hpa": hpa, "up": up, "steady": steady}
+    with lab.namespaces(*SCENARIOS, prefix="scale-") as names:
+        hpa = names["hpa"]
         for key, ns in names.items():
             count, rps, _ = SCENARIOS[key]
             lab.apps.create_namespaced_deployment(

@@ -8,7 +8,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -101,6 +101,12 @@ class Lab:
             yield name
         finally:
             self.core.delete_namespace(name)
+
+    @contextmanager
+    def namespaces(self, *keys: str, prefix: str = "") -> Iterator[dict[str, str]]:
+        """One fresh namespace per key ({key: name}), all deleted afterwards."""
+        with ExitStack() as stack:
+            yield {key: stack.enter_context(self.namespace(f"{prefix}{key}")) for key in keys}
 
 
 def _running_lab() -> dict[str, Any] | None:

@@ -25,7 +25,7 @@ HPA = "HorizontalPodAutoscaler chat"
 
 
 def inputs(**changes: Any) -> ScalingInputs:
-    """Four replicas, GPUs 35% busy, cost $0.00031 against a $0.0002 budget, latency 1s of 2.5s."""
+    """Four replicas, GPUs 35% busy, cost $0.000310 against a $0.000200 budget, latency 1s of 2.5s."""
     base = ScalingInputs(
         replicas=4,
         utilisation=0.35,
@@ -178,7 +178,7 @@ def test_cost_over_budget_with_idle_gpus_scales_down_to_the_load() -> None:
         recommended_replicas=2,
         scale_to=2,
         reason=(
-            "cost $0.00031 per request is over the budget $0.0002 with GPUs 35% busy; 2 replicas carry "
+            "cost $0.000310 per request is over the budget $0.000200 with GPUs 35% busy; 2 replicas carry "
             "the 12.4 requests/s at the 70% target utilisation, at about $0.000155 per request, within the "
             "budget; scaling from 4 to 2"
         ),
@@ -199,7 +199,7 @@ def test_cost_over_budget_with_busy_gpus_is_not_for_scaling_to_fix() -> None:
         recommended_replicas=4,
         scale_to=None,
         reason=(
-            "cost $0.00031 per request is over the budget $0.0002 although GPUs are 90% busy: "
+            "cost $0.000310 per request is over the budget $0.000200 although GPUs are 90% busy: "
             "scaling cannot fix it (a cheaper model or GPU can)"
         ),
         infeasible=False,
@@ -215,9 +215,9 @@ def test_cost_over_budget_at_min_replicas_says_so() -> None:
 
 def test_a_cost_just_over_budget_never_reads_as_the_budget() -> None:
     d = run(inputs(cost_per_request=D("0.000200000001")))
-    assert d.reason.startswith("cost $0.000200000001 per request is over the budget $0.0002 ")
+    assert d.reason.startswith("cost $0.000200000001 per request is over the budget $0.000200000000 ")
     assert run(inputs(cost_per_request=D("0.00020"))).reason.startswith(
-        "cost $0.0002 per request is within the budget $0.0002"
+        "cost $0.000200 per request is within the budget $0.000200"
     )
 
 
@@ -231,7 +231,7 @@ def test_latency_over_with_cost_headroom_scales_up() -> None:
         scale_to=6,
         reason=(
             "latency 3.1s is over the limit 2.5s with GPUs 90% busy; 6 replicas (60% busy) would cost about "
-            "$0.00018 per request, within the budget $0.0002; scaling from 4 to 6"
+            "$0.000180 per request, within the budget $0.000200; scaling from 4 to 6"
         ),
         infeasible=False,
         held_by=None,
@@ -250,7 +250,7 @@ def test_latency_over_without_cost_headroom_is_infeasible() -> None:
         scale_to=None,
         reason=(
             "latency 3.1s is over the limit 2.5s with GPUs 90% busy, but 6 replicas would cost about "
-            "$0.00027 per request, over the budget $0.0002: cost and latency cannot both hold"
+            "$0.000270 per request, over the budget $0.000200: cost and latency cannot both hold"
         ),
         infeasible=True,
         held_by=None,
@@ -278,7 +278,7 @@ def test_cost_and_latency_both_over_is_infeasible() -> None:
         recommended_replicas=5,
         scale_to=None,
         reason=(
-            "cost $0.00031 per request is over the budget $0.0002 and latency 3.1s is over the limit 2.5s "
+            "cost $0.000310 per request is over the budget $0.000200 and latency 3.1s is over the limit 2.5s "
             "with GPUs 35% busy: fewer replicas would be slower and more would cost more (5 replicas about "
             "$0.000388 per request), so cost and latency cannot both hold"
         ),
@@ -296,7 +296,7 @@ def test_both_within_reports_the_recommendation_and_moves_nothing() -> None:
         recommended_replicas=2,
         scale_to=None,
         reason=(
-            "cost $0.00012 per request is within the budget $0.0002 and latency 1s within the limit 2.5s "
+            "cost $0.000120 per request is within the budget $0.000200 and latency 1s within the limit 2.5s "
             "with GPUs 35% busy; 2 replicas would carry the 12.4 requests/s at the 70% target utilisation"
         ),
         infeasible=False,
