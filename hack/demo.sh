@@ -47,11 +47,20 @@ show_rollout() {
   kubectl -n ml get rs -l app=summariser -o custom-columns='REPLICASET:.metadata.name,REVISION:.metadata.annotations.deployment\.kubernetes\.io/revision,DESIRED:.spec.replicas,READY:.status.readyReplicas'
   echo "    rollout: $(cslo '{.status.rollout.state}'): $(cslo '{.status.rollout.reason}')"
 }
-swap_model() { # profile gpus tag
-  kubectl -n ml patch deployment summariser --type strategic -p "{\"spec\":{\"template\":{
-    \"metadata\":{\"annotations\":{\"simulator.costslo.dev/profile\":\"$1\",\"simulator.costslo.dev/load-time\":\"20s\"}},
-    \"spec\":{\"containers\":[{\"name\":\"vllm\",\"image\":\"vllm/vllm-openai:$3\",
-      \"resources\":{\"requests\":{\"nvidia.com/gpu\":\"$2\"},\"limits\":{\"nvidia.com/gpu\":\"$2\"}}}]}}}}"
+swap_model() { # profile gpus image-tag [profile-overrides JSON]: one template change, one new revision
+  local overrides=${4:-'{}'} patch
+  patch=$("$PY" - "$1" "$2" "$3" "$overrides" <<'PYEOF'
+import json, sys
+profile, gpus, tag, overrides = sys.argv[1:5]
+annotations = {"simulator.costslo.dev/profile": profile, "simulator.costslo.dev/load-time": "20s",
+               "simulator.costslo.dev/profile-overrides": overrides}
+resources = {"requests": {"nvidia.com/gpu": gpus}, "limits": {"nvidia.com/gpu": gpus}}
+container = {"name": "vllm", "image": f"vllm/vllm-openai:{tag}", "resources": resources}
+print(json.dumps({"spec": {"template": {"metadata": {"annotations": annotations},
+                                        "spec": {"containers": [container]}}}}))
+PYEOF
+)
+  kubectl -n ml patch deployment summariser --type strategic -p "$patch"
 }
 
 # A repeatable demo: start from an empty namespace.
@@ -104,9 +113,7 @@ echo "    exit code $?"
 set -e
 
 step "Second try: Llama 3.1 8B in an FP8 build (faster decode) on one H100; the blocked 70B is superseded"
-swap_model llama-3.1-8b-h100 1 v0.11.0-fp8
-kubectl -n ml patch deployment summariser --type merge -p \
-  '{"spec":{"template":{"metadata":{"annotations":{"simulator.costslo.dev/profile-overrides":"{\"decodeTokensPerSecond\": 5200}"}}}}}'
+swap_model llama-3.1-8b-h100 1 v0.11.0-fp8 '{"decodeTokensPerSecond": 5200}'
 wait_for "the FP8 canary to bake and be judged" 300 rollout_is Promoted
 step "Promoted: the Deployment is resumed and rolls out"
 kubectl -n ml rollout status deployment/summariser --timeout=180s

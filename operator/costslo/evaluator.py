@@ -226,25 +226,11 @@ class Evaluator:
         if replicas is None:
             return None
         limit = spec.objective.latency.threshold_seconds if spec.objective.latency else None
-        # The window averages over the replicas it saw; a step taken a moment ago is not in it yet. Seen
-        # through the replicas there are now, the same work costs and loads them in proportion.
-        per_replica = self._inventory.gpus_per_replica(slo.namespace, spec.target_ref.name)
-        scale = (
-            replicas * per_replica / recent.gpus
-            if recent is not None and recent.gpus and per_replica and replicas
-            else 1.0
-        )
         inputs = ScalingInputs(
             replicas=replicas,
-            utilisation=min(1.0, recent.utilisation / scale)
-            if recent and recent.utilisation is not None
-            else None,
+            utilisation=recent.utilisation if recent else None,
             requests_per_second=recent.requests_per_second if recent else None,
-            cost_per_request=(
-                recent.cost_per_request * Decimal(str(scale))
-                if recent is not None and recent.cost_per_request is not None
-                else None
-            ),
+            cost_per_request=recent.cost_per_request if recent else None,
             budget=spec.objective.to_economics().budget,
             latency_seconds=latency.seconds if latency else None,
             latency_limit=limit,
@@ -258,6 +244,18 @@ class Evaluator:
             now=now,
             autoscaler=self._inventory.autoscaler(slo.namespace, spec.target_ref.name),
         )
+        # The window averages over the replicas it saw: right after pods start (their loading time still in
+        # it) or a step was taken, it speaks of another fleet than the one there is. Steps wait until the
+        # window holds the current replicas' GPUs.
+        per_replica = self._inventory.gpus_per_replica(slo.namespace, spec.target_ref.name)
+        held = (recent.gpus or 0.0) if recent is not None else 0.0
+        if decision.scale_to is not None and per_replica and not _covers(held, replicas * per_replica):
+            decision = replace(
+                decision,
+                scale_to=None,
+                reason=f"{decision.reason}; waiting for the {spec.evaluation.windows.short} window to cover "
+                f"the current {replicas} replicas (it averages {held:.3g} GPUs of {replicas * per_replica})",
+            )
         if decision.scale_to is not None and spec.enforcement.mode == "Report":
             decision = replace(
                 decision, scale_to=None, reason=f"{decision.reason} (Report mode: not applied)"
@@ -462,6 +460,11 @@ class Sizing:
 
     replicas: int
     decision: ScalingDecision
+
+
+def _covers(window_gpus: float, current_gpus: float) -> bool:
+    """Whether a window's average GPUs are those allocated now (within 5%)."""
+    return current_gpus > 0 and abs(window_gpus - current_gpus) <= 0.05 * current_gpus
 
 
 def _epoch(text: str | None) -> float | None:

@@ -40,6 +40,7 @@ class _Deployment:
     template: Mapping[str, Any]
     annotations: Mapping[str, str]
     replicas: int
+    progress_deadline_seconds: float = 600.0
 
 
 def without_hash_label(template: Mapping[str, Any]) -> dict[str, Any]:
@@ -150,6 +151,7 @@ class Inventory:
                 template=spec.get("template") or {},
                 annotations=dict(meta.get("annotations") or {}),
                 replicas=1 if spec.get("replicas") is None else int(spec["replicas"]),
+                progress_deadline_seconds=float(spec.get("progressDeadlineSeconds") or 600),
             )
         after = self._deployments[key]
         return before is None or (before.paused, before.template, before.annotations) != (
@@ -214,7 +216,9 @@ class Inventory:
             for (ns, _), rs in list(self._replicasets.items())
             if ns == namespace and rs.deployment == deployment
         )
-        return DeploymentState(namespace, deployment, d.paused, d.template, d.annotations, revisions)
+        return DeploymentState(
+            namespace, deployment, d.paused, d.template, d.annotations, revisions, d.progress_deadline_seconds
+        )
 
     def gpus_per_replica(self, namespace: str, deployment: str) -> int | None:
         """GPUs each pod of the Deployment's newest revision asks for; None when no pod is known."""

@@ -66,6 +66,7 @@ class DeploymentState:
     template: Mapping[str, Any]
     annotations: Mapping[str, str]
     revisions: tuple[Revision, ...]
+    progress_deadline_seconds: float = 600.0
 
     @property
     def newest(self) -> Revision | None:
@@ -408,8 +409,12 @@ def _keep_paused(s: _Step, memory: Memory) -> Memory:
 
 
 def _start_bake(s: _Step, memory: Memory, h: str) -> GateDecision:
-    paused_by_gate = memory.paused_by_gate or (s.policy.enforce and not s.dep.paused)
-    if not s.dep.paused:
+    # With maxSurge 0 the new ReplicaSet starts empty and gets a pod only once the old one gave one up:
+    # pausing then would leave the canary without a pod for good. It is paused once it has one.
+    rev = s.dep.revision(h)
+    will_pause = not s.dep.paused and rev is not None and rev.replicas >= 1
+    paused_by_gate = memory.paused_by_gate or (s.policy.enforce and will_pause)
+    if will_pause:
         s.act(Pause())
     s.say(
         "Normal",
@@ -435,10 +440,14 @@ def _bake(
     s: _Step, memory: Memory, rev: Revision, figures: RevisionFigures | None, generation: int
 ) -> GateDecision:
     h, policy = rev.pod_template_hash, s.policy
+    if memory.bake_started is None and rev.replicas < 1:
+        if memory.paused_by_gate and s.dep.paused:
+            s.act(Resume())  # the canary has no pod yet: let the controller give it one (maxSurge 0)
+        return s.done(replace(memory, reason=f"waiting for revision {h} to get its first pod"))
     memory = _keep_paused(s, memory)
     if memory.bake_started is None:
         if rev.ready_replicas < 1:
-            return s.done(memory)
+            return _waiting_for_ready(s, memory, h)
         memory = replace(memory, bake_started=_iso(s.now))
     started = _epoch(memory.bake_started) or s.now
     left = policy.bake_seconds - (s.now - started)
@@ -480,6 +489,21 @@ def _bake(
     )
 
 
+def _waiting_for_ready(s: _Step, memory: Memory, h: str) -> GateDecision:
+    """A canary whose pods never become ready holds the rollout; past the Deployment's progress deadline
+    (which does not run while paused) that is said once, as a Warning, for a person to look at the pods."""
+    waited = s.now - (_epoch(memory.since) or s.now)
+    if waited <= s.dep.progress_deadline_seconds:
+        return s.done(memory)
+    stalled = (
+        f"no pod of revision {h} became ready in {duration_text(waited)}; the rollout stays paused: check "
+        "the new pods, or change the template"
+    )
+    if not (memory.reason or "").startswith(f"no pod of revision {h} became ready"):
+        s.say("Warning", "RolloutStalled", stalled)
+    return s.done(replace(memory, reason=stalled))
+
+
 def _gap(figures: RevisionFigures | None, policy: GatePolicy) -> str | None:
     if figures is None or figures.requests is None:
         return "no traffic measured on its pods"
@@ -504,7 +528,7 @@ def _over(figures: RevisionFigures, policy: GatePolicy) -> list[str]:
         and figures.latency_seconds > policy.latency_limit
     ):
         latency, limit = seconds_pair(figures.latency_seconds, policy.latency_limit)
-        out.append(f"latency {latency} is over the budget {limit}")
+        out.append(f"latency {latency} is over the threshold {limit}")
     return out
 
 

@@ -137,7 +137,7 @@ def test_a_revision_over_budget_is_blocked_with_the_numbers() -> None:
 
 def test_latency_over_its_budget_blocks_too() -> None:
     d = run(deployment(old(), new(), paused=True), started_at(T0), TOO_SLOW, at=T0 + 61)
-    assert d.blocked and "latency 14s is over the budget 10s" in (d.memory.reason or "")
+    assert d.blocked and "latency 14s is over the threshold 10s" in (d.memory.reason or "")
 
 
 def test_a_blocked_deployment_somebody_resumed_is_paused_again() -> None:
@@ -302,3 +302,24 @@ def test_a_revert_seen_before_the_controller_bumps_the_old_revision_withdraws_at
     d = run(deployment(old(), new(), paused=True, template=OLD), started_at(T0), FITS, at=T0 + 61)
     assert d.memory.state == "Stable" and d.memory.revision == "aaa" and d.actions == (Resume(),)
     assert [e.reason for e in d.events] == ["RolloutWithdrawn"]
+
+
+def test_with_max_surge_zero_the_canary_gets_its_pod_before_the_pause() -> None:
+    empty = Revision("bbb", 2, NEW, 0, 0)
+    d = run(deployment(old(2), empty), Memory("Stable", "aaa", "aaa"))
+    assert d.memory.state == "Baking" and d.actions == () and not d.memory.paused_by_gate
+    waiting = run(deployment(old(2), empty), d.memory, at=T0 + 1)
+    assert waiting.actions == () and "get its first pod" in (waiting.memory.reason or "")
+    given = run(deployment(old(2), new(ready=0)), waiting.memory, at=T0 + 2)
+    assert given.actions == (Pause(),) and given.memory.paused_by_gate
+
+
+def test_a_canary_that_never_becomes_ready_is_reported_once_after_the_progress_deadline() -> None:
+    start = run(deployment(old(), new(ready=0)), Memory("Stable", "aaa", "aaa"), at=T0).memory
+    before = run(deployment(old(), new(ready=0), paused=True), start, at=T0 + 599)
+    assert before.events == ()
+    late = run(deployment(old(), new(ready=0), paused=True), before.memory, at=T0 + 601)
+    assert [e.reason for e in late.events] == ["RolloutStalled"] and late.memory.state == "Baking"
+    assert "no pod of revision bbb became ready in 10m" in (late.memory.reason or "")
+    again = run(deployment(old(), new(ready=0), paused=True), late.memory, at=T0 + 700)
+    assert again.events == ()
