@@ -32,11 +32,11 @@ show_numbers() { # suffix title-of-the-CostSLO-step
 }
 
 cslo() { kubectl -n ml get cslo summariser -o jsonpath="$1"; }
-wait_for() { # description seconds command...: polls every 5 s, saying what it waits for
-  local what=$1 limit=$2 start=$SECONDS; shift 2
+wait_for() { # description seconds status-field command...: polls every 5 s, showing that status field
+  local what=$1 limit=$2 field=$3 start=$SECONDS; shift 3
   until "$@"; do
     (( SECONDS - start >= limit )) && { echo "    gave up after ${limit}s waiting for $what" >&2; return 1; }
-    printf '    waiting for %s (%ss): %s\n' "$what" "$((SECONDS - start))" "$(cslo '{.status.rollout.reason}')"
+    printf '    waiting for %s (%ss): %s\n' "$what" "$((SECONDS - start))" "$(cslo "{.status.$field}")"
     sleep 5
   done
 }
@@ -79,6 +79,7 @@ kubectl apply -f "$repo/examples/costslo-summariser.yaml"
 echo "    For the demo's pace: windows 3m/1m instead of 1h/5m, bake 45s instead of 10m, scaling on with a 30s cooldown"
 kubectl -n ml patch cslo summariser --type merge -p '{"spec":{"evaluation":{"windows":{"long":"3m","short":"1m"}},
   "enforcement":{"rollout":{"bakeTime":"45s"},"scaling":{"enabled":true,"cooldown":"30s"}}}}'
+kubectl -n ml patch cslo summariser-margin --type merge -p '{"spec":{"evaluation":{"windows":{"long":"3m","short":"1m"}}}}'
 
 step "Starting the operator: costslo run (log: $LAB_DIR/logs/operator.log)"
 "$repo/.venv/bin/costslo" run --interval 10s --liveness "http://127.0.0.1:${LAB_OPERATOR_PORT:-28099}/healthz" \
@@ -98,7 +99,7 @@ swap_model llama-3.1-70b-h100 4 v0.11.0-70b
 sleep 3
 echo "    The operator saw the new ReplicaSet and paused the Deployment: one canary pod, the old pods keep serving."
 show_rollout
-wait_for "the 70B canary to bake for 45s on its own traffic" 240 rollout_is Blocked
+wait_for "the 70B canary to bake for 45s on its own traffic" 240 rollout.reason rollout_is Blocked
 DEMO_POD_UIDS="$DEMO_POD_UIDS $(pod_uids)"
 step "Rollout blocked: the 70B revision's projected cost per request breaks the budget"
 show_rollout
@@ -114,7 +115,7 @@ set -e
 
 step "Second try: Llama 3.1 8B in an FP8 build (faster decode) on one H100; the blocked 70B is superseded"
 swap_model llama-3.1-8b-h100 1 v0.11.0-fp8 '{"decodeTokensPerSecond": 5200}'
-wait_for "the FP8 canary to bake and be judged" 300 rollout_is Promoted
+wait_for "the FP8 canary to bake and be judged" 300 rollout.reason rollout_is Promoted
 step "Promoted: the Deployment is resumed and rolls out"
 kubectl -n ml rollout status deployment/summariser --timeout=180s
 show_rollout
@@ -122,9 +123,9 @@ DEMO_POD_UIDS="$DEMO_POD_UIDS $(pod_uids)"
 
 step "Traffic drops from 20 to 4 req/s: idle GPUs now make each request too dear"
 kubectl -n ml annotate deployment summariser --overwrite simulator.costslo.dev/offered-rps=4
-wait_for "replicas trimmed" 300 replicas_are 2
+wait_for "replicas trimmed" 300 scaling.reason replicas_are 2
 echo "    $(cslo '{.status.scaling.lastAction}'): $(cslo '{.status.scaling.reason}')"
-wait_for "the 30s cooldown and a second step" 240 replicas_are 1
+wait_for "the 30s cooldown and a second step" 240 scaling.reason replicas_are 1
 echo "    $(cslo '{.status.scaling.lastAction}'): $(cslo '{.status.scaling.reason}')"
 kubectl -n ml get cslo -o wide
 export DEMO_POD_UIDS

@@ -269,7 +269,8 @@ def _assess(inputs: ScalingInputs, policy: ScalingPolicy) -> _Assessment:
                 needed,
                 needed,
                 False,
-                f"{over} with {busy}; {_replicas(needed)} carry {load} at the {target} target utilisation, "
+                f"{over} with {busy}; {_replicas(needed)} {'carries' if needed == 1 else 'carry'} {load} at the "
+                f"{target} target utilisation, "
                 f"at about {projected_text} per request, {side}",
             )
         if raw < replicas:
