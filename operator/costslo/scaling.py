@@ -269,7 +269,7 @@ def _assess(inputs: ScalingInputs, policy: ScalingPolicy) -> _Assessment:
                 needed,
                 needed,
                 False,
-                f"{over} with {busy}; {_replicas(needed)} {'carries' if needed == 1 else 'carry'} {load} at the "
+                f"{over} with {busy}; {_replicas(needed)} {_carry(needed)} {load} at the "
                 f"{target} target utilisation, "
                 f"at about {projected_text} per request, {side}",
             )
@@ -354,6 +354,10 @@ def _usable(value: float | None) -> bool:
 
 def _replicas(n: int) -> str:
     return f"{n} replica" if n == 1 else f"{n} replicas"
+
+
+def _carry(n: int) -> str:
+    return "carries" if n == 1 else "carry"
 
 
 def _are(n: int) -> str:
