@@ -50,6 +50,7 @@ prometheus|prometheus-${PROMETHEUS_MODULE_VERSION}-static-sd|GOBIN="$BIN" go ins
 promtool|prometheus-${PROMETHEUS_MODULE_VERSION}-static-sd|GOBIN="$BIN" go install -tags remove_all_sd -ldflags '-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}' github.com/prometheus/prometheus/cmd/promtool@${PROMETHEUS_MODULE_VERSION}
 helm|helm-${HELM_VERSION}|GOBIN="$BIN" go install -ldflags '-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}' helm.sh/helm/v3/cmd/helm@${HELM_VERSION}
 kubeconform|kubeconform-${KUBECONFORM_VERSION}|GOBIN="$BIN" go install -ldflags '-s -w' github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}
+glua|gopher-lua-${GOPHER_LUA_VERSION}|GOBIN="$BIN" go install -ldflags '-s -w' github.com/yuin/gopher-lua/cmd/glua@${GOPHER_LUA_VERSION}
 EOF
 }
 

@@ -23,14 +23,20 @@ GROUP, VERSION, PLURAL = "costslo.dev", "v1alpha1", "costslos"
 INTERVAL_SECONDS = 5
 
 
-def scaled_slo(budget: str, latency: float, min_replicas: int, max_replicas: int) -> dict[str, Any]:
+def scaled_slo(
+    budget: str,
+    latency: float,
+    min_replicas: int,
+    max_replicas: int,
+    windows: tuple[str, str] = ("1m", "30s"),
+) -> dict[str, Any]:
     return costslo(
         "chat",
         {
             "targetRef": {"name": "chat"},
             "objective": {"maxCostPerRequest": budget, "latency": {"thresholdSeconds": latency}},
             "pricing": {"gpuHourly": "3.00"},
-            "evaluation": {"windows": {"long": "1m", "short": "30s"}, "minRequests": 50},
+            "evaluation": {"windows": {"long": windows[0], "short": windows[1]}, "minRequests": 50},
             "enforcement": {
                 "scaling": {
                     "enabled": True,
@@ -53,7 +59,7 @@ SCENARIOS = {
     # 1 x 8B whose p95 (several seconds) breaks a 1 s budget, with money to spare.
     "up": (1, 4.0, scaled_slo("0.01", 1, 1, 2)),
     # Steady and within budget: the status must go quiet.
-    "steady": (2, 8.0, scaled_slo("0.01", 60, 2, 2)),
+    "steady": (2, 8.0, scaled_slo("0.01", 60, 2, 2, windows=("2m", "1m"))),
 }
 
 
@@ -174,7 +180,7 @@ def test_a_steady_slo_is_not_rewritten_cycle_after_cycle(
         return current.get("gpus") == pytest.approx(2, rel=0.02) and status_of(lab, ns).get("phase") == "Met"
 
     wait_for("both windows in steady serving", window_full, timeout=150, interval=3)
-    time.sleep(70)  # the long window (1 m) now lies in steady serving too
+    time.sleep(70)  # the long window (2 m) now lies in steady serving too
     before = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "chat")["metadata"][
         "resourceVersion"
     ]
