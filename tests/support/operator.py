@@ -25,8 +25,13 @@ def free_port() -> int:
 class OperatorProcess:
     """One operator process at a time; `start` again after `kill` is a restart with the same log."""
 
-    def __init__(self, lab: Lab, log_path: Path, interval: str = "5s", *extra: str) -> None:
+    def __init__(
+        self, lab: Lab, log_path: Path, interval: str = "5s", *extra: str, kubeconfig: str | None = None
+    ) -> None:
         self.lab, self.log_path, self.interval, self.extra = lab, log_path, interval, extra
+        self.kubeconfig = (
+            kubeconfig or lab.kubeconfig
+        )  # another identity's kubeconfig, e.g. a ServiceAccount's
         self.http_port = free_port()
         self.proc: subprocess.Popen[str] | None = None
         self._log: IO[str] | None = None
@@ -35,7 +40,7 @@ class OperatorProcess:
         self._log = self.log_path.open("a")
         env = {
             **os.environ,
-            "KUBECONFIG": self.lab.kubeconfig,
+            "KUBECONFIG": self.kubeconfig,
             "PROMETHEUS_URL": self.lab.prometheus_url,
             "PYTHONUNBUFFERED": "1",  # a SIGKILLed operator's last lines still reach the log
         }

@@ -1,0 +1,175 @@
+"""`helm install` into the lab, and the operator run with exactly the chart's ServiceAccount: a rollout is
+gated end to end (watch, pause, judge, resume, status, Events), and verbs it does not need are denied."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.integration.test_chart import tool
+from tests.support.costslos import costslo
+from tests.support.lab import REPO, Lab, deployment_available, wait_for
+from tests.support.operator import OperatorProcess
+from tests.support.workloads import LOAD_TIME, inference_deployment
+
+GROUP, VERSION, PLURAL = "costslo.dev", "v1alpha1", "costslos"
+RELEASE = "costslo"
+
+
+def helm(lab: Lab, *args: str) -> str:
+    result = subprocess.run(
+        [str(tool("helm")), "--kubeconfig", lab.kubeconfig, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(lab: Lab, costslo_crd: None) -> Iterator[tuple[str, str]]:
+    """The chart in its own namespace (the CRDs are in the lab already); yields (namespace, account)."""
+    with lab.namespace("costslo-system") as ns:
+        helm(
+            lab,
+            "install",
+            RELEASE,
+            str(REPO / "charts" / "costslo"),
+            "-n",
+            ns,
+            "--set",
+            "crds.install=false",
+            "--set",
+            "crds.peering=false",
+            "--set",
+            f"prometheus.url={lab.prometheus_url}",
+        )
+        try:
+            (sa,) = [
+                s.metadata.name
+                for s in lab.core.list_namespaced_service_account(ns).items
+                if (s.metadata.labels or {}).get("app.kubernetes.io/instance") == RELEASE
+            ]
+            yield ns, sa
+        finally:
+            helm(lab, "uninstall", RELEASE, "-n", ns)
+
+
+def token_kubeconfig(lab: Lab, ns: str, sa: str, path: Path) -> str:
+    """A kubeconfig for the lab's API server that authenticates as the ServiceAccount, nothing else."""
+    token = lab.kubectl("create", "token", sa, "-n", ns, "--duration", "1h").stdout.strip()
+    admin = yaml.safe_load(Path(lab.kubeconfig).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    config: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "lab", "cluster": cluster}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "lab", "user": sa}}],
+        "current-context": "sa",
+    }
+    if "certificate-authority" in cluster:  # make the CA path absolute: the new file lives elsewhere
+        ca = Path(cluster["certificate-authority"])
+        if not ca.is_absolute():
+            ca = Path(lab.kubeconfig).parent / ca
+        cluster["certificate-authority-data"] = base64.b64encode(ca.read_bytes()).decode()
+        del cluster["certificate-authority"]
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_the_service_account_is_enough_to_gate_a_rollout(
+    lab: Lab, installed: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    ns, sa = installed
+    logs = tmp_path_factory.mktemp("chart-install")
+    kubeconfig = token_kubeconfig(lab, ns, sa, logs / "kubeconfig")
+    custom = client.CustomObjectsApi(lab.api)
+    with lab.namespace("rbac-app") as app:
+        lab.apps.create_namespaced_deployment(app, inference_deployment("chat", replicas=1, offered_rps=6.0))
+        wait_for("chat Available", lambda: deployment_available(lab, app, "chat", 1), timeout=90)
+        body = {
+            "targetRef": {"name": "chat"},
+            "objective": {"maxCostPerRequest": "0.01"},
+            "pricing": {"gpuHourly": "3.00"},
+            "evaluation": {"windows": {"long": "1m", "short": "30s"}, "minRequests": 20},
+            "enforcement": {"rollout": {"action": "Pause", "bakeTime": "15s"}},
+        }
+        custom.create_namespaced_custom_object(GROUP, VERSION, app, PLURAL, costslo("chat", body))
+        operator = OperatorProcess(lab, logs / "operator.log", "5s", kubeconfig=kubeconfig)
+        operator.start()
+        try:
+
+            def rollout() -> dict[str, Any]:
+                obj = custom.get_namespaced_custom_object(GROUP, VERSION, app, PLURAL, "chat")
+                return dict((obj.get("status") or {}).get("rollout") or {})
+
+            wait_for("the gate settled", lambda: rollout().get("state") == "Stable", timeout=60)
+            patch = {
+                "spec": {"template": {"metadata": {"annotations": {LOAD_TIME: "5s", "example.com/v": "2"}}}}
+            }
+            lab.apps.patch_namespaced_deployment("chat", app, patch)
+            wait_for(
+                "paused", lambda: lab.apps.read_namespaced_deployment("chat", app).spec.paused, timeout=20
+            )
+            wait_for("promoted", lambda: rollout().get("state") == "Promoted", timeout=120, interval=2)
+            wait_for(
+                "resumed",
+                lambda: lab.apps.read_namespaced_deployment("chat", app).spec.paused is not True,
+                timeout=20,
+            )
+            reasons = {e.reason for e in lab.core.list_namespaced_event(app).items}
+            assert {"RolloutPaused", "RolloutPromoted"} <= reasons
+            assert operator.running
+            assert not [
+                line for line in operator.log_lines() if "Forbidden" in str(line) or "403" in str(line)
+            ]
+        finally:
+            operator.stop()
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        ("delete", "deployments"),
+        ("get", "secrets"),
+        ("create", "deployments"),
+        ("update", "deployments"),
+        ("delete", "costslos.costslo.dev"),
+        ("create", "pods"),
+        ("create", "clusterrolebindings"),
+    ],
+)
+def test_verbs_it_does_not_need_are_denied(
+    lab: Lab, installed: tuple[str, str], verb: str, resource: str
+) -> None:
+    ns, sa = installed
+    answer = lab.kubectl(
+        "auth", "can-i", verb, resource, "-A", f"--as=system:serviceaccount:{ns}:{sa}", check=False
+    ).stdout.strip()
+    assert answer == "no"
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        ("patch", "deployments"),
+        ("patch", "costslos.costslo.dev/status"),
+        ("create", "events"),
+        ("watch", "pods"),
+    ],
+)
+def test_verbs_it_needs_are_allowed(lab: Lab, installed: tuple[str, str], verb: str, resource: str) -> None:
+    ns, sa = installed
+    answer = lab.kubectl(
+        "auth", "can-i", verb, resource, "-A", f"--as=system:serviceaccount:{ns}:{sa}", check=False
+    ).stdout.strip()
+    assert answer == "yes"
