@@ -51,7 +51,7 @@ test-unit: venv tools ## unit tests only (no lab; promtool from the tool cache c
 test-integration: venv tools ## integration tests against the lab
 	$(BIN)/pytest tests/integration
 
-demo: lab-up ## the lab with a vLLM Deployment under load, and a model swap
+demo: lab-up ## a vLLM Deployment under a CostSLO: a bad model swap blocked, a good one promoted, replicas trimmed
 	bash hack/demo.sh
 
 bench: venv ## queries and CPU per evaluation cycle, batched vs per-object (docs/benchmarks.md)
