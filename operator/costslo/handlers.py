@@ -45,7 +45,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.loop = OperatorLoop(_settings, api_client)
     memo.task = asyncio.create_task(memo.loop.run())
     memo.http = await server.start(
-        memo.loop.verdicts, _settings.http_host, _settings.http_port, memo.loop.telemetry.exposition
+        memo.loop.verdict, _settings.http_host, _settings.http_port, memo.loop.telemetry.exposition
     )
 
 

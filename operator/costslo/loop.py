@@ -84,9 +84,31 @@ class OperatorLoop:
         self.cycles = 0
         self.peers = PeerCheck(api_client, settings.peering) if settings.peering else None
         self._standby_for: list[str] = []
+        self.standing_by_now = False
+        from kubernetes import client
+
+        self._custom = client.CustomObjectsApi(api_client)
+
+    def verdict(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The latest status of one CostSLO, for the HTTP API. A standby's watches are paused, so it reads
+        the status the active instance wrote from the API instead of answering from what it last saw."""
+        if self.standing_by_now:
+            from kubernetes.client.exceptions import ApiException
+
+            obj: Any
+            try:
+                obj = self._custom.get_namespaced_custom_object(
+                    api.GROUP, api.VERSION, namespace, api.PLURAL, name
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            return dict(obj.get("status") or {}) or None
+        return self.verdicts().get((namespace, name))
 
     def verdicts(self) -> dict[tuple[str, str], Mapping[str, Any]]:
-        """The latest status of every CostSLO evaluated by this process (for the HTTP API)."""
+        """The latest status of every CostSLO evaluated by this process."""
         # What the cluster holds first (a standby or a fresh restart answers from it), then our own.
         stored = {key: dict(b["status"]) for key, b in self.slos.items() if b.get("status")}
         return stored | {key: status for key, (_, status) in self._written.items()} | self._latest
@@ -149,7 +171,9 @@ class OperatorLoop:
             above = self.peers.outranked_by()
         except Exception as exc:  # cannot tell: acting beside an active peer is worse than waiting
             log.warning("cannot read the peering object; standing by", error=str(exc))
+            self.standing_by_now = True
             return True
+        self.standing_by_now = bool(above)
         if above != self._standby_for:
             if above:
                 log.info("standing by", active=above, priority=self.peers.me.priority)

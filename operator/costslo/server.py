@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-# Rollouts may proceed in these phases; the same rule as the RolloutAllowed condition.
-Verdicts = Callable[[], Mapping[tuple[str, str], Mapping[str, Any]]]
+# The status of one CostSLO (namespace, name), or None; it may read the API, so handlers call it in a thread.
+Verdicts = Callable[[str, str], Mapping[str, Any] | None]
 
 
 def verdict_body(namespace: str, name: str, status: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -36,13 +37,13 @@ def verdict_body(namespace: str, name: str, status: Mapping[str, Any] | None) ->
 def build_app(verdicts: Verdicts, metrics: Callable[[], bytes] | None = None) -> web.Application:
     async def get(request: web.Request) -> web.Response:
         ns, name = request.match_info["namespace"], request.match_info["name"]
-        body = verdict_body(ns, name, verdicts().get((ns, name)))
+        body = verdict_body(ns, name, await asyncio.to_thread(verdicts, ns, name))
         return web.json_response(body, status=200 if body["phase"] is not None else 404)
 
     async def post(request: web.Request) -> web.Response:
         # Flagger's webhooks pass on 2xx and fail otherwise; the payload (canary name, phase) is not needed.
         ns, name = request.match_info["namespace"], request.match_info["name"]
-        body = verdict_body(ns, name, verdicts().get((ns, name)))
+        body = verdict_body(ns, name, await asyncio.to_thread(verdicts, ns, name))
         return web.json_response(body, status=200 if body["ok"] else 412)
 
     async def healthz(_: web.Request) -> web.Response:

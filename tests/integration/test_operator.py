@@ -133,6 +133,7 @@ def test_status_shows_live_cost_and_the_phase_it_calls_for(lab: Lab, judged: str
         sample()
         time.sleep(1)
     live = requests.get(f"http://127.0.0.1:{http_port}/verdict/{judged}/generous", timeout=10).json()
+    sample()  # after the verdict was read, so the samples bracket its evaluation time
     end = datetime.fromisoformat(live["lastEvaluationTime"].replace("Z", "+00:00")).timestamp()
     assert end - 60 >= started, "the live verdict is older than the truth samples"
     true_cost = (at(end, 0) - at(end - 60, 0)) * 3.0 / 3600 / (at(end, 1) - at(end - 60, 1))

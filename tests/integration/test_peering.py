@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from kubernetes import client
 
 from tests.support.costslos import costslo
@@ -73,6 +74,14 @@ def test_one_instance_acts_and_the_other_takes_over_when_it_stops(lab: Lab, peer
         time.sleep(15)  # three intervals
         assert standby.log_lines("evaluated") == [] and standby.running
         assert active.log_lines("evaluated") and last_evaluation(lab, ns)
+        # Both answer /verdict alike (a Service may send a gate to either): the standby reads what the
+        # active instance wrote, not what its paused watches last saw.
+        answers = [
+            requests.get(f"http://127.0.0.1:{p.http_port}/verdict/{ns}/chat", timeout=10).json()
+            for p in (active, standby)
+        ]
+        assert answers[1]["phase"] == answers[0]["phase"] is not None
+        assert answers[1]["observedGeneration"] == answers[0]["observedGeneration"] == 1
 
         active.stop()  # a clean exit takes its heartbeat out of the peering object
         wait_for("the standby to take over", lambda: standby.log_lines("active"), timeout=60)
