@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from costslo.kubeobjects import controller_of, gpus_requested, template_hash
-from costslo.rollout import DeploymentState, Revision
+from costslo.rollout import OVERRIDE_ANNOTATION, DeploymentState, Revision
 
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -138,7 +138,7 @@ class Inventory:
         return new
 
     def deployment(self, body: Mapping[str, Any], deleted: bool = False) -> bool:
-        """Records a Deployment; True when its template, pause or annotations changed: the gate's business."""
+        """Records a Deployment; True when its template, pause or override changed: the gate's business."""
         meta, spec = body["metadata"], body.get("spec") or {}
         key = (str(meta["namespace"]), str(meta["name"]))
         before = self._deployments.get(key)
@@ -154,11 +154,13 @@ class Inventory:
                 progress_deadline_seconds=float(spec.get("progressDeadlineSeconds") or 600),
             )
         after = self._deployments[key]
-        return before is None or (before.paused, before.template, before.annotations) != (
-            after.paused,
-            after.template,
-            after.annotations,
-        )
+        # Only what the gate reads: our own annotation writes and the controller's revision bumps must
+        # not wake a full evaluation cycle.
+        return before is None or (
+            before.paused,
+            before.template,
+            before.annotations.get(OVERRIDE_ANNOTATION),
+        ) != (after.paused, after.template, after.annotations.get(OVERRIDE_ANNOTATION))
 
     def node(self, body: Mapping[str, Any], deleted: bool = False) -> None:
         name = str(body["metadata"]["name"])

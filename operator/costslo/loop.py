@@ -105,13 +105,14 @@ class OperatorLoop:
                     return None
                 raise
             return dict(obj.get("status") or {}) or None
-        return self.verdicts().get((namespace, name))
-
-    def verdicts(self) -> dict[tuple[str, str], Mapping[str, Any]]:
-        """The latest status of every CostSLO evaluated by this process."""
-        # What the cluster holds first (a standby or a fresh restart answers from it), then our own.
-        stored = {key: dict(b["status"]) for key, b in self.slos.items() if b.get("status")}
-        return stored | {key: status for key, (_, status) in self._written.items()} | self._latest
+        # Our latest evaluation, else what we last wrote, else what the cluster holds (a fresh restart).
+        key = (namespace, name)
+        if key in self._latest:
+            return self._latest[key]
+        if key in self._written:
+            return self._written[key][1]
+        stored = (self.slos.get(key) or {}).get("status")
+        return dict(stored) if stored else None
 
     def costslo(self, body: Mapping[str, Any], deleted: bool) -> None:
         key = (str(body["metadata"]["namespace"]), str(body["metadata"]["name"]))
