@@ -15,7 +15,7 @@ HERE = Path(__file__).parent
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).relative_to(HERE).parts
-        if parts[0] in ("integration", "e2e"):
+        if parts[0] in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, parts[0]))
     # Tests that take the lab down run after everything that needs it.
     items.sort(key=lambda item: item.get_closest_marker("lab_teardown") is not None)

@@ -31,6 +31,8 @@ LAB_KSM_PORT=${LAB_KSM_PORT:-28080}
 LAB_KSM_TELEMETRY_PORT=${LAB_KSM_TELEMETRY_PORT:-28081}
 LAB_PROMETHEUS_PORT=${LAB_PROMETHEUS_PORT:-29090}
 LAB_SIMULATOR_PORT=${LAB_SIMULATOR_PORT:-28000}
+LAB_ARGO_HEALTHZ_PORT=${LAB_ARGO_HEALTHZ_PORT:-28090}
+LAB_ARGO_METRICS_PORT=${LAB_ARGO_METRICS_PORT:-28091}
 LAB_SCRAPE_INTERVAL=${LAB_SCRAPE_INTERVAL:-5s}
 LAB_POD_READY_DELAY_MS=${LAB_POD_READY_DELAY_MS:-2000}
 
@@ -42,7 +44,7 @@ LOGS=$LAB_DIR/logs
 export KWOK_WORKDIR
 
 # Processes we start ourselves (kwokctl tracks the control plane's own pid files).
-OWN_PROCESSES=(simulator kube-state-metrics prometheus)
+OWN_PROCESSES=(simulator kube-state-metrics argo-rollouts prometheus)
 
 say() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
@@ -170,10 +172,12 @@ export PATH=$BIN:$repo/.venv/bin:\$PATH
 EOF
   cat >"$LAB_DIR/lab.json" <<EOF
 {"kubeconfig": "$KUBECONFIG_PATH", "prometheusUrl": "$prom", "simulatorUrl": "$sim",
- "kubeStateMetricsUrl": "$ksm", "toolsDir": "$BIN", "clusterDir": "$CLUSTER_DIR",
+ "kubeStateMetricsUrl": "$ksm", "argoRolloutsUrl": "http://127.0.0.1:$LAB_ARGO_HEALTHZ_PORT",
+ "toolsDir": "$BIN", "clusterDir": "$CLUSTER_DIR",
  "pidsDir": "$PIDS", "logsDir": "$LOGS",
  "ports": [$LAB_APISERVER_PORT, $LAB_ETCD_PORT, $LAB_ETCD_PEER_PORT, $LAB_KCM_PORT, $LAB_SCHEDULER_PORT,
-           $LAB_KWOK_PORT, $LAB_KSM_PORT, $LAB_KSM_TELEMETRY_PORT, $LAB_PROMETHEUS_PORT, $LAB_SIMULATOR_PORT]}
+           $LAB_KWOK_PORT, $LAB_KSM_PORT, $LAB_KSM_TELEMETRY_PORT, $LAB_PROMETHEUS_PORT, $LAB_SIMULATOR_PORT,
+           $LAB_ARGO_HEALTHZ_PORT, $LAB_ARGO_METRICS_PORT]}
 EOF
 }
 
@@ -229,7 +233,7 @@ start_one() {
 }
 
 up() {
-  [[ -x $BIN/kwokctl && -x $BIN/prometheus && -x $BIN/kube-state-metrics ]] ||
+  [[ -x $BIN/kwokctl && -x $BIN/prometheus && -x $BIN/kube-state-metrics && -x $BIN/rollouts-controller ]] ||
     die "lab tools are missing in $BIN; run 'make tools' first"
   [[ -x $PYTHON ]] || die "no Python environment at $PYTHON; run 'make venv' first"
   mkdir -p "$LAB_DIR" "$PIDS" "$LOGS" "$LAB_DIR/prometheus"
@@ -240,11 +244,16 @@ up() {
   start_process kube-state-metrics "$LAB_KSM_PORT" "$BIN/kube-state-metrics" --kubeconfig "$KUBECONFIG_PATH" \
     --host 127.0.0.1 --port "$LAB_KSM_PORT" \
     --telemetry-host 127.0.0.1 --telemetry-port "$LAB_KSM_TELEMETRY_PORT"
+  # Argo Rollouts, so Rollouts get real canaries whose analysis asks the operator's /verdict.
+  kubectl apply --server-side -f "$BIN/argo-rollouts-crds/" >/dev/null
+  start_process argo-rollouts "$LAB_ARGO_HEALTHZ_PORT" "$BIN/rollouts-controller" --kubeconfig "$KUBECONFIG_PATH" \
+    --leader-elect=false --healthzPort "$LAB_ARGO_HEALTHZ_PORT" --metricsport "$LAB_ARGO_METRICS_PORT"
   start_process simulator "$LAB_SIMULATOR_PORT" "$PYTHON" -m costslo simulate --kubeconfig "$KUBECONFIG_PATH" \
     --host 127.0.0.1 --port "$LAB_SIMULATOR_PORT"
   start_prometheus
   wait_http "http://127.0.0.1:$LAB_KSM_PORT/healthz" 60 kube-state-metrics
   wait_http "http://127.0.0.1:$LAB_SIMULATOR_PORT/healthz" 60 simulator
+  wait_http "http://127.0.0.1:$LAB_ARGO_HEALTHZ_PORT/healthz" 60 "Argo Rollouts"
   wait_http "http://127.0.0.1:$LAB_PROMETHEUS_PORT/-/ready" 60 Prometheus
   say "lab is up"
   echo "  KUBECONFIG=$KUBECONFIG_PATH"

@@ -33,10 +33,11 @@ k8s_ldflags=$(echo "$k8s_ldflags" | tr '\n' ' ')
 # Prometheus builds with -tags remove_all_sd: the lab scrapes static targets only, and leaving out the
 # cloud service-discovery plugins (AWS, Azure, GCE, ...) halves its cold build (278 s -> 141 s here).
 tool_rows() {
-  local k8s_sum etcd_sum ksm_sum
+  local k8s_sum etcd_sum ksm_sum argo_sum
   k8s_sum=$(sha256sum "$here/kubernetes/go.sum" | cut -c1-12)
   etcd_sum=$(sha256sum "$here/etcd/go.sum" | cut -c1-12)
   ksm_sum=$(sha256sum "$here/kube-state-metrics/go.sum" | cut -c1-12)
+  argo_sum=$(sha256sum "$here/argo-rollouts/go.sum" | cut -c1-12)
   cat <<EOF
 etcd|etcd-${ETCD_VERSION}-${etcd_sum}|go build -C etcd -ldflags '-s -w' -o "$BIN/etcd" go.etcd.io/etcd/server/v3
 kube-apiserver|k8s-${KUBERNETES_VERSION}-${k8s_sum}|go build -C kubernetes -ldflags '$k8s_ldflags' -o "$BIN/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
@@ -50,6 +51,7 @@ prometheus|prometheus-${PROMETHEUS_MODULE_VERSION}-static-sd|GOBIN="$BIN" go ins
 promtool|prometheus-${PROMETHEUS_MODULE_VERSION}-static-sd|GOBIN="$BIN" go install -tags remove_all_sd -ldflags '-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}' github.com/prometheus/prometheus/cmd/promtool@${PROMETHEUS_MODULE_VERSION}
 helm|helm-${HELM_VERSION}|GOBIN="$BIN" go install -ldflags '-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}' helm.sh/helm/v3/cmd/helm@${HELM_VERSION}
 kubeconform|kubeconform-${KUBECONFORM_VERSION}|GOBIN="$BIN" go install -ldflags '-s -w' github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}
+rollouts-controller|argo-rollouts-${ARGO_ROLLOUTS_VERSION}-${argo_sum}|go build -C argo-rollouts -ldflags '-s -w -X github.com/argoproj/argo-rollouts/utils/version.version=${ARGO_ROLLOUTS_VERSION#v}' -o "$BIN/rollouts-controller" github.com/argoproj/argo-rollouts/cmd/rollouts-controller && mkdir -p "$BIN/argo-rollouts-crds" && install -m 0644 "\$(go list -C argo-rollouts -m -f '{{.Dir}}' github.com/argoproj/argo-rollouts)"/manifests/crds/*-crd.yaml "$BIN/argo-rollouts-crds/"
 glua|gopher-lua-${GOPHER_LUA_VERSION}|GOBIN="$BIN" go install -ldflags '-s -w' github.com/yuin/gopher-lua/cmd/glua@${GOPHER_LUA_VERSION}
 EOF
 }

@@ -121,9 +121,22 @@ def _camel(name: str) -> str:
 
 
 class TargetRef(_Model):
-    api_version: Literal["apps/v1"] = Field("apps/v1", description="API version of the target.")
-    kind: Literal["Deployment"] = Field("Deployment", description="Kind of the target.")
+    """The workload measured: a Deployment (gated by costslo) or a Rollout (Argo acts on /verdict)."""
+
+    api_version: Literal["apps/v1", "argoproj.io/v1alpha1"] = Field(
+        "apps/v1", description="apps/v1 for a Deployment, argoproj.io/v1alpha1 for a Rollout."
+    )
+    kind: Literal["Deployment", "Rollout"] = Field("Deployment", description="Kind of the target.")
     name: str = Field(min_length=1, max_length=253, description="Name of the target in this namespace.")
+
+    @model_validator(mode="after")
+    def _kind_matches_version(self) -> TargetRef:
+        if TARGET_API_VERSIONS[self.kind] != self.api_version:
+            raise ValueError(VALIDATIONS["TargetRef"][0]["message"])
+        return self
+
+
+TARGET_API_VERSIONS = {"Deployment": "apps/v1", "Rollout": "argoproj.io/v1alpha1"}
 
 
 def _query(description: str) -> Any:
@@ -416,6 +429,14 @@ class CostSLOStatus(_Status):
 
 VALIDATIONS: dict[str, list[dict[str, str]]] = {
     "CostSLOSpec": [],
+    "TargetRef": [
+        cel(
+            "(self.kind == 'Deployment' && self.apiVersion == 'apps/v1') || "
+            "(self.kind == 'Rollout' && self.apiVersion == 'argoproj.io/v1alpha1')",
+            "targetRef: a Deployment is apiVersion apps/v1, a Rollout is apiVersion argoproj.io/v1alpha1",
+            ".apiVersion",
+        ),
+    ],
     "Objective": [
         cel(
             "has(self.maxCostPerRequest) || has(self.targetGrossMargin)",

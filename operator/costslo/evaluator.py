@@ -143,11 +143,13 @@ class Evaluator:
     ) -> Evaluation:
         long_s = api.parse_duration(spec.evaluation.windows.long).total_seconds()
         short_s = api.parse_duration(spec.evaluation.windows.short).total_seconds()
-        target = self._inventory.target(slo.namespace, spec.target_ref.name, since=now - long_s)
+        target = self._inventory.target(
+            slo.namespace, spec.target_ref.kind, spec.target_ref.name, since=now - long_s
+        )
         policy = Policy.from_spec(spec)
         if not target.found:
             reason = (
-                f"Deployment {spec.target_ref.name} not found in namespace {slo.namespace}: "
+                f"{spec.target_ref.kind} {spec.target_ref.name} not found in namespace {slo.namespace}: "
                 "check spec.targetRef.name"
             )
             readings = [WindowReading(None, None, missing=(reason,))] * 2
@@ -222,7 +224,7 @@ class Evaluator:
     ) -> Sizing | None:
         if not spec.enforcement.scaling.enabled:
             return None
-        replicas = self._inventory.replicas(slo.namespace, spec.target_ref.name)
+        replicas = self._inventory.replicas(slo.namespace, spec.target_ref.kind, spec.target_ref.name)
         if replicas is None:
             return None
         limit = spec.objective.latency.threshold_seconds if spec.objective.latency else None
@@ -242,12 +244,14 @@ class Evaluator:
             ScalingPolicy.from_spec(spec),
             last_action_time=_epoch(previous.last_action_time) if previous else None,
             now=now,
-            autoscaler=self._inventory.autoscaler(slo.namespace, spec.target_ref.name),
+            autoscaler=self._inventory.autoscaler(slo.namespace, spec.target_ref.kind, spec.target_ref.name),
         )
         # The window averages over the replicas it saw: right after pods start (their loading time still in
         # it) or a step was taken, it speaks of another fleet than the one there is. Steps wait until the
         # window holds the current replicas' GPUs.
-        per_replica = self._inventory.gpus_per_replica(slo.namespace, spec.target_ref.name)
+        per_replica = self._inventory.gpus_per_replica(
+            slo.namespace, spec.target_ref.kind, spec.target_ref.name
+        )
         held = (recent.gpus or 0.0) if recent is not None else 0.0
         if decision.scale_to is not None and per_replica and not _covers(held, replicas * per_replica):
             decision = replace(
@@ -320,7 +324,7 @@ class Evaluator:
             slo.status.rollout.model_dump(by_alias=True, exclude_none=True) if slo.status.rollout else None
         )
         return rollout.step(
-            self._inventory.deployment_state(slo.namespace, spec.target_ref.name),
+            self._inventory.deployment_state(slo.namespace, spec.target_ref.kind, spec.target_ref.name),
             memory,
             figures,
             rollout.GatePolicy.from_spec(spec),

@@ -84,6 +84,13 @@ async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
         memo.loop.wake()
 
 
+@kopf.on.event("argoproj.io", "v1alpha1", "rollouts")
+async def rollout_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    # Watched only where Argo Rollouts is installed: kopf finds the resource once its CRD appears.
+    if memo.loop.inventory.rollout(event["object"], deleted=_deleted(event)):
+        memo.loop.wake()
+
+
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
 async def autoscaler_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.loop.inventory.autoscaler_object(event["object"], deleted=_deleted(event))

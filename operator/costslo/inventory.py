@@ -1,4 +1,4 @@
-"""Who is who in the cluster: pods -> ReplicaSet -> Deployment, GPUs per pod, revisions.
+"""Who is who in the cluster: pods -> ReplicaSet -> Deployment or Rollout, GPUs per pod, revisions.
 
 Fed by watch events (handlers.py) and read by the evaluator; no I/O of its own, so it is tested without a
 cluster. Deleted pods are kept for a while: a window's cost includes pods that served in it and are gone.
@@ -16,6 +16,11 @@ from costslo.rollout import OVERRIDE_ANNOTATION, DeploymentState, Revision
 
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+# Argo Rollouts labels and numbers its ReplicaSets in its own names.
+ROLLOUT_HASH_LABEL = "rollouts-pod-template-hash"
+ROLLOUT_REVISION_ANNOTATION = "rollout.argoproj.io/revision"
+_HASH_LABELS = (TEMPLATE_HASH_LABEL, ROLLOUT_HASH_LABEL)
+WORKLOAD_KINDS = ("Deployment", "Rollout")
 
 
 @dataclass(frozen=True)
@@ -30,12 +35,12 @@ class PodInfo:
 
 @dataclass(frozen=True)
 class _ReplicaSet:
-    deployment: str | None
+    owner: tuple[str, str] | None  # (kind, name) of the Deployment or Rollout
     revision: Revision
 
 
 @dataclass(frozen=True)
-class _Deployment:
+class _Workload:
     paused: bool
     template: Mapping[str, Any]
     annotations: Mapping[str, str]
@@ -46,7 +51,7 @@ class _Deployment:
 def without_hash_label(template: Mapping[str, Any]) -> dict[str, Any]:
     """A ReplicaSet's pod template as the Deployment wrote it: the controller adds only the hash label."""
     meta = dict(template.get("metadata") or {})
-    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != TEMPLATE_HASH_LABEL}
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in _HASH_LABELS}
     if labels:
         meta["labels"] = labels
     else:
@@ -63,7 +68,7 @@ class RevisionPods:
 
 @dataclass(frozen=True)
 class TargetPods:
-    """A Deployment's pods in the window, by revision; `found` is False when the Deployment is unknown."""
+    """A workload's pods in the window, by revision; `found` is False when the workload is unknown."""
 
     found: bool
     revisions: tuple[RevisionPods, ...]
@@ -74,16 +79,16 @@ class TargetPods:
 
 
 class Inventory:
-    """The latest known state of pods, ReplicaSets and Deployments."""
+    """The latest known state of pods, ReplicaSets, Deployments and Rollouts."""
 
     def __init__(self, retention_seconds: float = 2 * 3600, clock: Callable[[], float] = time.time) -> None:
         self._pods: dict[tuple[str, str], PodInfo] = {}
         self._rs_owner: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, rs) -> (kind, name)
         self._rs_revision: dict[tuple[str, str], str | None] = {}
-        self._deployments: dict[tuple[str, str], _Deployment] = {}
+        self._workloads: dict[tuple[str, str, str], _Workload] = {}  # (ns, kind, name)
         self._replicasets: dict[tuple[str, str], _ReplicaSet] = {}
         self._node_labels: dict[str, dict[str, str]] = {}
-        self._autoscalers: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, hpa) -> (deployment, who)
+        self._autoscalers: dict[tuple[str, str], tuple[str, str, str]] = {}  # (ns, hpa) -> (kind, name, who)
         self._retention = retention_seconds
         self._clock = clock
 
@@ -114,20 +119,23 @@ class Inventory:
         # Deleted ReplicaSets stay known: their pods may still count in the window.
         if owner is not None:
             self._rs_owner[key] = owner
-        revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+        annotations = meta.get("annotations") or {}
+        revision = annotations.get(REVISION_ANNOTATION) or annotations.get(ROLLOUT_REVISION_ANNOTATION)
         self._rs_revision[key] = revision
         known = self._replicasets.get(key)
         new = known is None or known.revision.number != whole_revision(revision)
         if deleted:
             self._replicasets.pop(key, None)
             return False
-        deployment = owner[1] if owner and owner[0] == "Deployment" else None
+        workload = owner if owner and owner[0] in WORKLOAD_KINDS else None
         labels = meta.get("labels") or {}
         self._replicasets[key] = _ReplicaSet(
-            deployment,
+            workload,
             Revision(
                 pod_template_hash=str(
-                    labels.get(TEMPLATE_HASH_LABEL) or template_hash(key[1], deployment or "")
+                    labels.get(TEMPLATE_HASH_LABEL)
+                    or labels.get(ROLLOUT_HASH_LABEL)
+                    or template_hash(key[1], workload[1] if workload else "")
                 ),
                 number=whole_revision(revision),
                 template=without_hash_label(spec.get("template") or {}),
@@ -139,21 +147,28 @@ class Inventory:
 
     def deployment(self, body: Mapping[str, Any], deleted: bool = False) -> bool:
         """Records a Deployment; True when its template, pause or override changed: the gate's business."""
+        return self.workload("Deployment", body, deleted)
+
+    def rollout(self, body: Mapping[str, Any], deleted: bool = False) -> bool:
+        """Records an Argo Rollouts Rollout, as a Deployment (spec.template is absent with a workloadRef)."""
+        return self.workload("Rollout", body, deleted)
+
+    def workload(self, kind: str, body: Mapping[str, Any], deleted: bool = False) -> bool:
         meta, spec = body["metadata"], body.get("spec") or {}
-        key = (str(meta["namespace"]), str(meta["name"]))
-        before = self._deployments.get(key)
+        key = (str(meta["namespace"]), kind, str(meta["name"]))
+        before = self._workloads.get(key)
         if deleted:
-            self._deployments.pop(key, None)
+            self._workloads.pop(key, None)
             return False
         else:
-            self._deployments[key] = _Deployment(
+            self._workloads[key] = _Workload(
                 paused=bool(spec.get("paused")),
                 template=spec.get("template") or {},
                 annotations=dict(meta.get("annotations") or {}),
                 replicas=1 if spec.get("replicas") is None else int(spec["replicas"]),
                 progress_deadline_seconds=float(spec.get("progressDeadlineSeconds") or 600),
             )
-        after = self._deployments[key]
+        after = self._workloads[key]
         # Only what the gate reads: our own annotation writes and the controller's revision bumps must
         # not wake a full evaluation cycle.
         return before is None or (
@@ -174,7 +189,7 @@ class Inventory:
         meta, spec = body["metadata"], body.get("spec") or {}
         key = (str(meta["namespace"]), str(meta["name"]))
         ref = spec.get("scaleTargetRef") or {}
-        if deleted or ref.get("kind") != "Deployment":
+        if deleted or ref.get("kind") not in WORKLOAD_KINDS:
             self._autoscalers.pop(key, None)
             return
         owner = controller_of(meta)
@@ -183,12 +198,12 @@ class Inventory:
             if owner and owner[0] == "ScaledObject"
             else f"HorizontalPodAutoscaler {key[1]}"
         )
-        self._autoscalers[key] = (str(ref.get("name")), who)
+        self._autoscalers[key] = (str(ref["kind"]), str(ref.get("name")), who)
 
-    def autoscaler(self, namespace: str, deployment: str) -> str | None:
-        """Who owns the Deployment's replicas besides us, if anyone."""
-        for (ns, _), (target, who) in sorted(list(self._autoscalers.items())):
-            if ns == namespace and target == deployment:
+    def autoscaler(self, namespace: str, kind: str, name: str) -> str | None:
+        """Who owns the workload's replicas besides us, if anyone."""
+        for (ns, _), (target_kind, target, who) in sorted(list(self._autoscalers.items())):
+            if ns == namespace and (target_kind, target) == (kind, name):
                 return who
         return None
 
@@ -208,48 +223,54 @@ class Inventory:
     def node_labels(self, node: str) -> dict[str, str] | None:
         return self._node_labels.get(node)
 
-    def deployment_state(self, namespace: str, deployment: str) -> DeploymentState | None:
-        """The Deployment and its ReplicaSets as the rollout gate reads them; None when unknown."""
-        d = self._deployments.get((namespace, deployment))
+    def deployment_state(self, namespace: str, kind: str, name: str) -> DeploymentState | None:
+        """The workload and its ReplicaSets as the rollout gate reads them; None when unknown."""
+        d = self._workloads.get((namespace, kind, name))
         if d is None:
             return None
         revisions = tuple(
             rs.revision
             for (ns, _), rs in list(self._replicasets.items())
-            if ns == namespace and rs.deployment == deployment
+            if ns == namespace and rs.owner == (kind, name)
         )
+        template = d.template
+        if kind == "Rollout":
+            # Argo Rollouts makes every revision itself (the template may sit in a workloadRef'd
+            # Deployment): its newest ReplicaSet is the template it is rolling out.
+            newest = max(revisions, key=lambda r: r.number, default=None)
+            template = newest.template if newest else {}
         return DeploymentState(
-            namespace, deployment, d.paused, d.template, d.annotations, revisions, d.progress_deadline_seconds
+            namespace, name, d.paused, template, d.annotations, revisions, d.progress_deadline_seconds
         )
 
-    def gpus_per_replica(self, namespace: str, deployment: str) -> int | None:
-        """GPUs each pod of the Deployment's newest revision asks for; None when no pod is known."""
-        target = self.target(namespace, deployment)
+    def gpus_per_replica(self, namespace: str, kind: str, name: str) -> int | None:
+        """GPUs each pod of the workload's newest revision asks for; None when no pod is known."""
+        target = self.target(namespace, kind, name)
         newest = max(target.revisions, key=lambda r: whole_revision(r.revision), default=None)
         alive = [self._pods[p] for p in (newest.pods if newest else ()) if self._pods[p].deleted_at is None]
         return max((p.gpus for p in alive), default=None)
 
-    def replicas(self, namespace: str, deployment: str) -> int | None:
-        d = self._deployments.get((namespace, deployment))
+    def replicas(self, namespace: str, kind: str, name: str) -> int | None:
+        d = self._workloads.get((namespace, kind, name))
         return d.replicas if d else None
 
-    def target(self, namespace: str, deployment: str, since: float | None = None) -> TargetPods:
-        """The Deployment's pods by revision, including pods deleted after `since`."""
+    def target(self, namespace: str, kind: str, name: str, since: float | None = None) -> TargetPods:
+        """The workload's pods by revision, including pods deleted after `since`."""
         by_hash: dict[str, list[tuple[str, str]]] = {}
         revisions: dict[str, str | None] = {}
         # Snapshots (list(...)): watch handlers may add entries while a cycle reads them in its thread.
-        for (ns, name), pod in list(self._pods.items()):
+        for (ns, pod_name), pod in list(self._pods.items()):
             if ns != namespace or pod.replicaset is None:
                 continue
-            if self._rs_owner.get((ns, pod.replicaset)) != ("Deployment", deployment):
+            if self._rs_owner.get((ns, pod.replicaset)) != (kind, name):
                 continue
             if pod.deleted_at is not None and since is not None and pod.deleted_at < since:
                 continue
-            h = template_hash(pod.replicaset, deployment)
-            by_hash.setdefault(h, []).append((ns, name))
+            h = template_hash(pod.replicaset, name)
+            by_hash.setdefault(h, []).append((ns, pod_name))
             revisions[h] = self._rs_revision.get((ns, pod.replicaset))
         return TargetPods(
-            found=(namespace, deployment) in self._deployments,
+            found=(namespace, kind, name) in self._workloads,
             revisions=tuple(
                 RevisionPods(h, revisions[h], tuple(sorted(pods))) for h, pods in sorted(by_hash.items())
             ),

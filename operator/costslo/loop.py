@@ -15,8 +15,8 @@ import structlog
 from pydantic import ValidationError
 
 from costslo import api
-from costslo.actions.deployment import DeploymentWriter, action_name
 from costslo.actions.status import StatusWriter, differences, needs_write
+from costslo.actions.workload import WorkloadWriter, action_name
 from costslo.evaluator import Evaluation, Evaluator, EvaluatorConfig, SloObject
 from costslo.inventory import Inventory
 from costslo.metrics.prometheus import PrometheusClient
@@ -75,7 +75,7 @@ class OperatorLoop:
         catalog = read_catalog(settings.price_catalog) if settings.price_catalog else None
         self.evaluator = Evaluator(self.client, self.inventory, EvaluatorConfig(settings.labels, catalog))
         self.writer = StatusWriter(api_client)
-        self.deployments = DeploymentWriter(api_client)
+        self.workloads = WorkloadWriter(api_client)
         self._wake: asyncio.Event | None = None
         self._written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._phases: dict[tuple[str, str], str] = {}
@@ -138,7 +138,7 @@ class OperatorLoop:
         if not (rollout_status.get("pausedByGate") and target and ns) or self.standing_by():
             return
         try:
-            self.deployments.apply(ns, target, [Resume()])
+            self.workloads.apply(ns, target, [Resume()])
             log.info("released the gate's pause of a deleted CostSLO", namespace=ns, deployment=target)
         except Exception as exc:
             log.warning(
@@ -252,10 +252,10 @@ class OperatorLoop:
         if spec is None:
             return
         target = spec.target_ref.name
-        bound = log.bind(namespace=ev.slo.namespace, name=ev.slo.name, deployment=target)
+        bound = log.bind(namespace=ev.slo.namespace, name=ev.slo.name, target=target)
         gate = ev.gate
         if gate is not None and gate.actions:
-            self.deployments.apply(ev.slo.namespace, target, gate.actions)
+            self.workloads.apply(ev.slo.namespace, target, gate.actions)
             for action in gate.actions:
                 self.telemetry.actions.labels(action_name(action)).inc()
             bound.info("rollout gate", actions=[action_name(a) for a in gate.actions])
@@ -273,7 +273,7 @@ class OperatorLoop:
             return False
         to = sizing.decision.scale_to
         try:
-            self.deployments.scale(ev.slo.namespace, spec.target_ref.name, to)
+            self.workloads.scale(spec.target_ref.kind, ev.slo.namespace, spec.target_ref.name, to)
         except Exception as exc:
             bound.warning("cannot scale", replicas=to, error=str(exc))
             kept = dict((previous or {}).get("scaling") or {})
@@ -297,7 +297,7 @@ class OperatorLoop:
         now: float,
         on_target: bool = True,
     ) -> None:
-        """An Event on the CostSLO and one on its target Deployment."""
+        """An Event on the CostSLO and one on its target workload."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         uid = body.get("metadata", {}).get("uid")
         ns = ev.slo.namespace
@@ -305,19 +305,23 @@ class OperatorLoop:
             ns, ev.slo.name, uid, api.KIND, f"{api.GROUP}/{api.VERSION}", type_, reason, message, stamp
         )
         if ev.slo.spec is not None and on_target:
-            self.writer.event(
-                ns, ev.slo.spec.target_ref.name, None, "Deployment", "apps/v1", type_, reason, message, stamp
-            )
+            ref = ev.slo.spec.target_ref
+            self.writer.event(ns, ref.name, None, ref.kind, ref.api_version, type_, reason, message, stamp)
 
     def _announce(self, ev: Evaluation, body: Mapping[str, Any], old: str | None, now: float) -> None:
         message = str(ev.status.get("message") or ev.phase)
         type_ = "Normal" if ev.phase in ("Met", "InsufficientTraffic", "Pending") else "Warning"
         spec = ev.slo.spec
-        found = spec is not None and self.inventory.target(ev.slo.namespace, spec.target_ref.name).found
+        found = (
+            spec is not None
+            and self.inventory.target(ev.slo.namespace, spec.target_ref.kind, spec.target_ref.name).found
+        )
         self._post(
             ev, body, type_, ev.phase, f"{old or 'new'} -> {ev.phase}: {message}", now, on_target=found
         )
         if spec is not None and spec.enforcement.mode == "Enforce" and found:
             cost = (ev.status.get("current") or {}).get("costPerRequest")
-            self.writer.annotate_target(ev.slo.namespace, spec.target_ref.name, cost, ev.phase)
+            self.workloads.annotate(
+                spec.target_ref.kind, ev.slo.namespace, spec.target_ref.name, cost, ev.phase
+            )
             self.telemetry.actions.labels("annotate").inc()

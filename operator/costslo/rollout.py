@@ -1,5 +1,8 @@
 """The rollout gate for plain Deployments: one step of its state machine per evaluation (DESIGN.md).
 
+A Rollout (Argo Rollouts) goes through the same states without any write: Argo Rollouts runs the canary and
+acts on the verdict through its analysis (GET /verdict), so Blocked there means "the analysis fails".
+
 Pure: the Deployment as the watches last saw it, what the gate remembers (status.rollout), the new revision's
 figures and the policy in; the new memory, the writes to make and the Events to post out. The caller writes
 the memory into status *before* it touches the Deployment, and every write is idempotent, so an operator
@@ -103,19 +106,33 @@ class GatePolicy:
     latency_limit: float | None
     min_requests: int
     on_missing_metrics: Literal["Hold", "Allow"]
-    enforce: bool  # False in Report mode: decide and say, never write the Deployment
+    enforce: bool  # False in Report mode and for Rollouts: decide and say, never write the workload
+    # What an Event adds when nothing was written.
+    unwritten_note: str = "Report mode: the Deployment was not changed"
 
     @classmethod
     def from_spec(cls, spec: api.CostSLOSpec) -> GatePolicy:
         latency = spec.objective.latency
+        action = spec.enforcement.rollout.action
+        argo = spec.target_ref.kind == "Rollout"
+        note = "Report mode: the Deployment was not changed"
+        if argo:
+            # Argo Rollouts aborts (and so rolls back) a canary whose analysis fails: the gate only judges.
+            action = "Pause" if action == "Rollback" else action
+            note = (
+                "Argo Rollouts acts on it through its analysis"
+                if spec.enforcement.mode == "Enforce"
+                else "Report mode: the Rollout was not changed"
+            )
         return cls(
-            action=spec.enforcement.rollout.action,
+            action=action,
             bake_seconds=api.parse_duration(spec.enforcement.rollout.bake_time).total_seconds(),
             budget=spec.objective.to_economics().budget,
             latency_limit=latency.threshold_seconds if latency else None,
             min_requests=spec.evaluation.min_requests,
             on_missing_metrics=spec.evaluation.on_missing_metrics,
-            enforce=spec.enforcement.mode == "Enforce",
+            enforce=spec.enforcement.mode == "Enforce" and not argo,
+            unwritten_note=note,
         )
 
 
@@ -251,7 +268,7 @@ class _Step:
 
     def say(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
         if not self.policy.enforce:
-            message = f"{message} (Report mode: the Deployment was not changed)"
+            message = f"{message} ({self.policy.unwritten_note})"
         self.events.append(GateEvent(type_, reason, message))
 
     def resume_if_ours(self, memory: Memory) -> Memory:
@@ -477,7 +494,8 @@ def _bake(
     reason = "; ".join(over)
     if policy.action == "Rollback":
         return _roll_back(s, memory, h, reason, repeat=False)
-    s.say("Warning", "RolloutBlocked", f"revision {h} stays paused: {reason}")
+    held = "stays paused" if s.policy.enforce or s.dep.paused else "is rejected"
+    s.say("Warning", "RolloutBlocked", f"revision {h} {held}: {reason}")
     return s.done(
         replace(
             memory,

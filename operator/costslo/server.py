@@ -20,6 +20,7 @@ def verdict_body(namespace: str, name: str, status: Mapping[str, Any] | None) ->
     current = status.get("current") or {}
     allowed = next((c for c in status.get("conditions") or [] if c.get("type") == "RolloutAllowed"), None)
     revisions = status.get("revisions") or []
+    gate = status.get("rollout") or {}
     return {
         "ok": status.get("phase") == "Met" and (allowed is None or allowed.get("status") == "True"),
         "rolloutAllowed": None if allowed is None else allowed.get("status") == "True",
@@ -28,6 +29,9 @@ def verdict_body(namespace: str, name: str, status: Mapping[str, Any] | None) ->
         "budget": status.get("budget"),
         "latencySeconds": current.get("latencySeconds"),
         "revision": revisions[-1].get("podTemplateHash") if revisions else None,
+        # The gate's own word on the newest revision: Baking, Promoted, Blocked, ... (status.rollout).
+        "rolloutState": gate.get("state"),
+        "rolloutRevision": gate.get("revision"),
         "observedGeneration": status.get("observedGeneration"),
         "lastEvaluationTime": status.get("lastEvaluationTime"),
         "reason": status.get("message"),

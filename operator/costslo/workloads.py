@@ -1,4 +1,4 @@
-"""Who is who, read from kube-state-metrics in Prometheus: pods -> ReplicaSet -> Deployment.
+"""Who is who, read from kube-state-metrics in Prometheus: pods -> ReplicaSet -> Deployment or Rollout.
 
 For tools that have no cluster access (`costslo report`): two queries, whatever the number of workloads.
 The operator builds the same picture from the Kubernetes API instead.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from costslo.inventory import WORKLOAD_KINDS
 from costslo.kubeobjects import template_hash
 from costslo.metrics.promql import Matcher, duration, namespace_matcher, selector
 from costslo.metrics.window import PodKey, Querier
@@ -27,7 +28,7 @@ class Revision:
 @dataclass(frozen=True)
 class Workload:
     namespace: str
-    kind: str  # Deployment, StatefulSet, ReplicaSet, Pod, ...
+    kind: str  # Deployment, Rollout, StatefulSet, ReplicaSet, Pod, ...
     name: str
     revisions: tuple[Revision, ...]
 
@@ -55,14 +56,14 @@ def discover(
         f"(max_over_time({selector('kube_pod_owner', [ns])}[{w}]))",
         at,
     )
+    owned = selector("kube_replicaset_owner", [ns, Matcher.one_of("owner_kind", WORKLOAD_KINDS)])
     rs_owner = client.query(
-        f"max by ({labels.namespace}, replicaset, owner_kind, owner_name) "
-        f"(max_over_time({selector('kube_replicaset_owner', [ns, Matcher.equal('owner_kind', 'Deployment')])}"
-        f"[{w}]))",
+        f"max by ({labels.namespace}, replicaset, owner_kind, owner_name) (max_over_time({owned}[{w}]))",
         at,
     )
-    deployment_of = {
-        (s.labels[labels.namespace], s.labels["replicaset"]): s.labels["owner_name"] for s in rs_owner
+    workload_of = {
+        (s.labels[labels.namespace], s.labels["replicaset"]): (s.labels["owner_kind"], s.labels["owner_name"])
+        for s in rs_owner
     }
     groups: dict[tuple[str, str, str], dict[tuple[str, str], list[PodKey]]] = {}
     for s in pod_owner:
@@ -70,9 +71,9 @@ def discover(
         kind, owner = s.labels.get("owner_kind", "<none>"), s.labels.get("owner_name", "<none>")
         if not namespace or not pod:
             continue
-        if kind == "ReplicaSet" and (namespace, owner) in deployment_of:
-            deployment = deployment_of[(namespace, owner)]
-            key, revision = (namespace, "Deployment", deployment), (template_hash(owner, deployment), owner)
+        if kind == "ReplicaSet" and (namespace, owner) in workload_of:
+            workload_kind, workload = workload_of[(namespace, owner)]
+            key, revision = (namespace, workload_kind, workload), (template_hash(owner, workload), owner)
         elif kind in ("<none>", ""):
             key, revision = (namespace, "Pod", pod), ("", "")
         else:

@@ -664,6 +664,8 @@ NAMESPACED_RULES = {
     ("apps", "deployments/scale"): {"get", "patch", "update"},
     ("apps", "replicasets"): {"get", "list", "watch"},
     ("", "pods"): {"get", "list", "watch"},
+    ("argoproj.io", "rollouts"): {"get", "list", "watch", "patch"},
+    ("argoproj.io", "rollouts/scale"): {"get", "patch", "update"},
     ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch"},
     ("keda.sh", "scaledobjects"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},

@@ -42,6 +42,12 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("no-target", _with("targetRef", DELETE), "spec.targetRef"),
     ("empty-target-name", _with("targetRef.name", ""), "spec.targetRef.name"),
     ("target-kind-statefulset", _with("targetRef.kind", "StatefulSet"), "spec.targetRef.kind"),
+    ("rollout-without-argo-version", _with("targetRef.kind", "Rollout"), "spec.targetRef.apiVersion"),
+    (
+        "deployment-with-argo-version",
+        _with("targetRef.apiVersion", "argoproj.io/v1alpha1"),
+        "spec.targetRef.apiVersion",
+    ),
     ("unknown-runtime", _with("serving.runtime", "ollama"), "spec.serving.runtime"),
     ("custom-without-queries", _with("serving.runtime", "custom"), "spec.serving.queries"),
     (

@@ -117,7 +117,9 @@ def _running_lab() -> dict[str, Any] | None:
     try:
         requests.get(f"{info['prometheusUrl']}/-/ready", timeout=2).raise_for_status()
         requests.get(f"{info['simulatorUrl']}/healthz", timeout=2).raise_for_status()
-    except requests.RequestException:
+        # A lab started before Argo Rollouts joined it lacks the controller: `up` adds what is missing.
+        requests.get(f"{info['argoRolloutsUrl']}/healthz", timeout=2).raise_for_status()
+    except (requests.RequestException, KeyError):
         return None
     return dict(info)
 

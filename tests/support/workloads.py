@@ -53,3 +53,11 @@ def inference_deployment(
             },
         },
     }
+
+
+def inference_rollout(name: str, steps: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+    """The same workload as an Argo Rollouts Rollout with a canary strategy of the given steps."""
+    rollout = inference_deployment(name, **options)
+    rollout["apiVersion"], rollout["kind"] = "argoproj.io/v1alpha1", "Rollout"
+    rollout["spec"]["strategy"] = {"canary": {"steps": steps}}
+    return rollout

@@ -55,7 +55,7 @@ def test_inventory_groups_pods_by_revision_and_keeps_recently_deleted_ones() -> 
     inv.replicaset(rs("chat-bbb", "2"))
     for p in (pod("chat-aaa-1", "chat-aaa"), pod("chat-aaa-2", "chat-aaa"), pod("chat-bbb-1", "chat-bbb", 4)):
         inv.pod(p)
-    target = inv.target("ml", "chat")
+    target = inv.target("ml", "Deployment", "chat")
     assert target.found
     assert {(r.pod_template_hash, r.revision, len(r.pods)) for r in target.revisions} == {
         ("aaa", "1", 2),
@@ -64,12 +64,71 @@ def test_inventory_groups_pods_by_revision_and_keeps_recently_deleted_ones() -> 
     inv.pod(pod("chat-aaa-1", "chat-aaa"), deleted=True)
     clock.now += 300
     # Deleted 300 s ago: still in a 10-minute window, not in a 1-minute one.
-    assert len(inv.target("ml", "chat", since=clock.now - 600).pods) == 3
-    assert len(inv.target("ml", "chat", since=clock.now - 60).pods) == 2
+    assert len(inv.target("ml", "Deployment", "chat", since=clock.now - 600).pods) == 3
+    assert len(inv.target("ml", "Deployment", "chat", since=clock.now - 60).pods) == 2
     clock.now += 400
     inv.forget_old()
-    assert len(inv.target("ml", "chat").pods) == 2
-    assert not inv.target("ml", "other").found
+    assert len(inv.target("ml", "Deployment", "chat").pods) == 2
+    assert not inv.target("ml", "Deployment", "other").found
+
+
+def argo_rs(name: str, revision: str, replicas: int, image: str) -> dict[str, Any]:
+    h = name.rsplit("-", 1)[1]
+    labels = {"app": "chat", "rollouts-pod-template-hash": h}
+    return {
+        "metadata": {
+            "namespace": "ml",
+            "name": name,
+            "labels": labels,
+            "annotations": {"rollout.argoproj.io/revision": revision},
+            "ownerReferences": [{"kind": "Rollout", "name": "chat", "controller": True}],
+        },
+        "spec": {
+            "replicas": replicas,
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"image": image}]}},
+        },
+        "status": {"readyReplicas": replicas},
+    }
+
+
+def test_a_rollout_and_a_deployment_of_the_same_name_are_told_apart() -> None:
+    """Argo's workloadRef keeps a Deployment (scaled to 0) beside the Rollout, often of the same name."""
+    inv = Inventory()
+    inv.deployment({"metadata": {"namespace": "ml", "name": "chat"}, "spec": {"replicas": 0}})
+    assert inv.rollout({"metadata": {"namespace": "ml", "name": "chat"}, "spec": {"replicas": 4}})
+    inv.replicaset(rs("chat-aaa", "1"))
+    inv.replicaset(argo_rs("chat-s7", "1", 3, "vllm:1"))
+    assert inv.replicaset(argo_rs("chat-c9", "2", 1, "vllm:2"))  # a new revision wakes the loop
+    for p in (pod("chat-s7-1", "chat-s7"), pod("chat-s7-2", "chat-s7"), pod("chat-c9-1", "chat-c9", 2)):
+        inv.pod(p)
+    target = inv.target("ml", "Rollout", "chat")
+    assert {(r.pod_template_hash, r.revision, len(r.pods)) for r in target.revisions} == {
+        ("s7", "1", 2),
+        ("c9", "2", 1),
+    }
+    assert inv.target("ml", "Deployment", "chat").pods == ()
+    assert inv.replicas("ml", "Rollout", "chat") == 4 and inv.replicas("ml", "Deployment", "chat") == 0
+    assert inv.gpus_per_replica("ml", "Rollout", "chat") == 2  # the newest revision's pods
+    state = inv.deployment_state("ml", "Rollout", "chat")
+    assert state is not None and state.newest is not None
+    # Argo makes each revision itself: its newest ReplicaSet is the template under way, never "pending".
+    assert state.newest.pod_template_hash == "c9" and state.matching is state.newest
+    assert not state.template_pending
+    assert "rollouts-pod-template-hash" not in state.newest.template["metadata"]["labels"]
+
+
+def test_autoscalers_are_matched_by_kind_and_name() -> None:
+    inv = Inventory()
+    inv.autoscaler_object(
+        {
+            "metadata": {"namespace": "ml", "name": "chat"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "chat"}
+            },
+        }
+    )
+    assert inv.autoscaler("ml", "Rollout", "chat") == "HorizontalPodAutoscaler chat"
+    assert inv.autoscaler("ml", "Deployment", "chat") is None
 
 
 def test_status_is_written_only_when_something_material_changes() -> None:

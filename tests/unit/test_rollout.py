@@ -323,3 +323,20 @@ def test_a_canary_that_never_becomes_ready_is_reported_once_after_the_progress_d
     assert "no pod of revision bbb became ready in 10m" in (late.memory.reason or "")
     again = run(deployment(old(), new(ready=0), paused=True), late.memory, at=T0 + 700)
     assert again.events == ()
+
+
+def test_a_rollout_is_judged_but_never_written_argo_acts_on_the_verdict() -> None:
+    from costslo import api
+    from tests.support.costslos import valid_spec
+
+    spec = valid_spec()
+    spec["targetRef"] = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "chat"}
+    spec["enforcement"]["rollout"]["action"] = "Rollback"
+    policy = GatePolicy.from_spec(api.CostSLOSpec.model_validate(spec))
+    # Argo aborts a canary whose analysis fails, which scales it away: the gate's part is the verdict.
+    assert policy.action == "Pause" and not policy.enforce
+    d = run(deployment(old(), new(ready=1)), Memory("Stable", "aaa", "aaa"), policy=policy)
+    assert d.memory.state == "Baking" and d.actions == ()
+    assert "Argo Rollouts acts on it" in d.events[0].message
+    judged = run(deployment(old(2), new(ready=1)), started_at(T0), TOO_DEAR, policy, at=T0 + 601)
+    assert judged.memory.state == "Blocked" and judged.blocked and judged.actions == ()

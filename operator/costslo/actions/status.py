@@ -9,8 +9,6 @@ from typing import Any
 
 from costslo import api
 
-ANNOTATION_COST = "costslo.dev/cost-per-request"
-ANNOTATION_PHASE = "costslo.dev/phase"
 # lastEvaluationTime still moves this often on a steady SLO, so a stale status can be told from a calm one.
 HEARTBEAT_SECONDS = 300.0
 _VOLATILE = {"lastEvaluationTime", "lastTransitionTime"}
@@ -108,7 +106,6 @@ class StatusWriter:
         from kubernetes import client
 
         self._custom = client.CustomObjectsApi(api_client)
-        self._apps = client.AppsV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self.writes = 0
 
@@ -126,12 +123,6 @@ class StatusWriter:
             _content_type="application/json-patch+json",
         )
         self.writes += 1
-
-    def annotate_target(self, namespace: str, deployment: str, cost: str | None, phase: str) -> None:
-        annotations = {ANNOTATION_PHASE: phase, ANNOTATION_COST: cost}
-        self._apps.patch_namespaced_deployment(
-            deployment, namespace, {"metadata": {"annotations": annotations}}
-        )
 
     def event(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,7 @@ def build_view(
     replicasets: list[dict[str, Any]],
     deployments: list[dict[str, Any]],
     nodes: list[dict[str, Any]],
+    rollouts: Sequence[dict[str, Any]] = (),
 ) -> ClusterView:
     """Joins raw API objects into the simulator's view (pure, so it is tested without a cluster)."""
     rs_owner: dict[tuple[str, str], tuple[str, str]] = {}
@@ -78,11 +79,12 @@ def build_view(
         if owner:
             rs_owner[(meta["namespace"], meta["name"])] = owner
     offered: dict[Group, float] = {}
-    for d in deployments:
-        meta = d["metadata"]
-        rps = _offered(meta.get("annotations") or {})
-        if rps is not None:
-            offered[(meta["namespace"], "Deployment", meta["name"])] = rps
+    for kind, workloads in (("Deployment", deployments), ("Rollout", rollouts)):
+        for d in workloads:
+            meta = d["metadata"]
+            rps = _offered(meta.get("annotations") or {})
+            if rps is not None:
+                offered[(meta["namespace"], kind, meta["name"])] = rps
 
     views: list[PodView] = []
     for pod in pods:
@@ -112,7 +114,8 @@ def build_view(
                 annotations=annotations,
                 group=group,
                 replicaset=replicaset,
-                pod_template_hash=(meta.get("labels") or {}).get("pod-template-hash"),
+                pod_template_hash=(meta.get("labels") or {}).get("pod-template-hash")
+                or (meta.get("labels") or {}).get("rollouts-pod-template-hash"),
             )
         )
 
@@ -146,6 +149,7 @@ class ClusterReader:
             api_client = client.ApiClient()
         self._core = client.CoreV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
 
     @staticmethod
     def _items(response: Any) -> list[dict[str, Any]]:
@@ -153,11 +157,25 @@ class ClusterReader:
         return items
 
     def read(self) -> ClusterView:
-        """One consistent-enough snapshot of pods, ReplicaSets, Deployments and nodes."""
+        """One consistent-enough snapshot of pods, ReplicaSets, Deployments, Rollouts and nodes."""
         raw: dict[str, Any] = {"_preload_content": False, "_request_timeout": 10}
         return build_view(
             self._items(self._core.list_pod_for_all_namespaces(**raw)),
             self._items(self._apps.list_replica_set_for_all_namespaces(**raw)),
             self._items(self._apps.list_deployment_for_all_namespaces(**raw)),
             self._items(self._core.list_node(**raw)),
+            self._rollouts(raw),
         )
+
+    def _rollouts(self, raw: dict[str, Any]) -> list[dict[str, Any]]:
+        """Argo Rollouts' Rollouts, where its CRD is installed (the offered load may sit on them)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self._items(
+                self._custom.list_cluster_custom_object("argoproj.io", "v1alpha1", "rollouts", **raw)
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise

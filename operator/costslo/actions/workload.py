@@ -1,4 +1,5 @@
-"""Writing the target Deployment: the rollout gate's pause, resume and rollback, and scaling steps.
+"""Writing the target workload: the rollout gate's pause, resume and rollback (Deployments only: Argo
+Rollouts acts on its own analysis), scaling steps and the phase/cost annotations.
 
 Every write is idempotent (setting a field to a value, not toggling it), so a decision replayed after an
 operator restart lands the same way.
@@ -10,6 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from costslo.rollout import OVERRIDE_ANNOTATION, Action, ClearOverride, Pause, RestoreTemplate, Resume
+
+ANNOTATION_COST = "costslo.dev/cost-per-request"
+ANNOTATION_PHASE = "costslo.dev/phase"
+ARGO_GROUP, ARGO_VERSION, ROLLOUTS = "argoproj.io", "v1alpha1", "rollouts"
 
 
 def action_name(action: Action) -> str:
@@ -35,14 +40,16 @@ def gate_patch(actions: Sequence[Action]) -> tuple[list[dict[str, Any]], dict[st
     return json_patch, merge
 
 
-class DeploymentWriter:
+class WorkloadWriter:
     def __init__(self, api_client: Any) -> None:
         from kubernetes import client
 
         self._apps = client.AppsV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
 
     def apply(self, namespace: str, name: str, actions: Sequence[Action]) -> None:
-        """The template first (a rollback), then paused and annotations, so the bad revision never resumes."""
+        """A Deployment's template first (a rollback), then paused and annotations, so the bad revision
+        never resumes."""
         json_patch, merge = gate_patch(actions)
         if json_patch:
             self._apps.patch_namespaced_deployment(
@@ -53,5 +60,21 @@ class DeploymentWriter:
                 name, namespace, merge, _content_type="application/merge-patch+json"
             )
 
-    def scale(self, namespace: str, name: str, replicas: int) -> None:
-        self._apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
+    def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+        body = {"spec": {"replicas": replicas}}
+        if kind == "Rollout":
+            self._custom.patch_namespaced_custom_object_scale(
+                ARGO_GROUP, ARGO_VERSION, namespace, ROLLOUTS, name, body
+            )
+        else:
+            self._apps.patch_namespaced_deployment_scale(name, namespace, body)
+
+    def annotate(self, kind: str, namespace: str, name: str, cost: str | None, phase: str) -> None:
+        """The phase and cost per request on the target, for `kubectl get -o yaml` readers and GitOps UIs."""
+        body = {"metadata": {"annotations": {ANNOTATION_PHASE: phase, ANNOTATION_COST: cost}}}
+        if kind == "Rollout":
+            self._custom.patch_namespaced_custom_object(
+                ARGO_GROUP, ARGO_VERSION, namespace, ROLLOUTS, name, body
+            )
+        else:
+            self._apps.patch_namespaced_deployment(name, namespace, body)
