@@ -423,6 +423,50 @@ def run(
     )
 
 
+@app.command("gpu-exporter")
+def gpu_exporter(
+    node: Annotated[
+        str | None,
+        typer.Option(
+            envvar="NODE_NAME",
+            help="This node's name: GPU processes are mapped to the node's pods. Unset: no pod labels.",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="Port to listen on (dcgm-exporter's).")] = 9400,
+    hostname: Annotated[
+        str | None, typer.Option(help="Hostname label of the series (default: --node, else this host).")
+    ] = None,
+    kubeconfig: Annotated[
+        str | None, typer.Option(envvar="KUBECONFIG", help="Kubeconfig (else in-cluster).")
+    ] = None,
+    proc: Annotated[Path, typer.Option(help="Where the host's /proc is (the pod needs hostPID).")] = Path(
+        "/proc"
+    ),
+    once: Annotated[
+        bool, typer.Option("--once", help="Print one scrape and exit: 1 when NVML is unavailable.")
+    ] = False,
+    log_format: LogFormatOption = "auto",
+) -> None:
+    """Export dcgm-exporter's GPU series from NVML, mapped to pods, for clusters without dcgm-exporter."""
+    import socket
+
+    from costslo.gpu.exporter import GpuExporter, node_pods, serve
+    from costslo.gpu.nvml import PynvmlBackend
+
+    logconfig.configure(log_format)
+    pods = node_pods(kubeconfig, node).lookup if node else (lambda _uid: None)
+    exporter = GpuExporter(PynvmlBackend, hostname or node or socket.gethostname(), pods, proc)
+    if once:
+        typer.echo(exporter.exposition().decode(), nl=False)
+        exporter.close()
+        if exporter.unavailable:
+            raise _fail(exporter.unavailable, code=1)
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(exporter, host, port))
+
+
 def _port(address: str) -> int:
     _host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():

@@ -173,8 +173,10 @@ class OperatorLoop:
         except Exception as exc:  # cannot tell: acting beside an active peer is worse than waiting
             log.warning("cannot read the peering object; standing by", error=str(exc))
             self.standing_by_now = True
+            self.telemetry.stand_by()
             return True
         self.standing_by_now = bool(above)
+        self.telemetry.active.set(0 if above else 1)
         if above != self._standby_for:
             if above:
                 log.info("standing by", active=above, priority=self.peers.me.priority)
@@ -183,6 +185,7 @@ class OperatorLoop:
                 self._written.clear()
                 self._latest.clear()
                 self._phases.clear()
+                self.telemetry.stand_by()
             else:
                 log.info("active", priority=self.peers.me.priority)
             self._standby_for = above

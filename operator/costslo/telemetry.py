@@ -55,6 +55,12 @@ class Telemetry:
         self.duration = Histogram(
             "costslo_evaluation_duration_seconds", "Time one evaluation cycle takes.", registry=self.registry
         )
+        self.active = Gauge(
+            "costslo_active",
+            "1 on the instance that evaluates and acts, 0 on a standby (whose CostSLO series are dropped).",
+            registry=self.registry,
+        )
+        self.active.set(1)
         self.queries = Counter("costslo_prometheus_queries", "PromQL queries sent.", registry=self.registry)
         self.writes = Counter("costslo_status_writes", "CostSLO status writes.", registry=self.registry)
         self.actions = Counter("costslo_actions", "Actions taken.", ("action",), registry=self.registry)
@@ -86,6 +92,12 @@ class Telemetry:
         for phase in PHASES:
             with contextlib.suppress(KeyError):
                 self.phase.remove(namespace, name, phase)
+
+    def stand_by(self) -> None:
+        """A standby's figures would go stale behind the Service: it exports none until it acts again."""
+        self.active.set(0)
+        for gauge in (self.cost, self.budget, self.latency, self.per_million, self.phase):
+            gauge.clear()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -30,6 +30,15 @@ def observed(lab: Lab, ns: str) -> tuple[int | None, str | None]:
     return status.get("observedGeneration"), status.get("budget")
 
 
+def metric(process: OperatorProcess, name: str) -> float | None:
+    """The value of a series of the process' /metrics (the first one of that name), or None."""
+    text = requests.get(f"http://127.0.0.1:{process.http_port}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") or line.startswith(f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 @pytest.fixture(scope="module")
 def peered(
     lab: Lab, costslo_crd: None, tmp_path_factory: pytest.TempPathFactory
@@ -82,6 +91,11 @@ def test_one_instance_acts_and_the_other_takes_over_when_it_stops(lab: Lab, peer
         ]
         assert answers[1]["phase"] == answers[0]["phase"] is not None
         assert answers[1]["observedGeneration"] == answers[0]["observedGeneration"] == 1
+        # /metrics: only the active instance exports the CostSLO's figures, so a scrape of both pods
+        # behind the Service never mixes a standby's stale numbers with the live ones.
+        assert metric(active, "costslo_active") == 1.0 and metric(standby, "costslo_active") == 0.0
+        assert metric(active, "costslo_budget_per_request") is not None
+        assert metric(standby, "costslo_budget_per_request") is None
 
         active.stop()  # a clean exit takes its heartbeat out of the peering object
         wait_for("the standby to take over", lambda: standby.log_lines("active"), timeout=60)
@@ -93,6 +107,10 @@ def test_one_instance_acts_and_the_other_takes_over_when_it_stops(lab: Lab, peer
             "the former standby's verdict on the new spec",
             lambda: standby.log_lines("evaluated") and observed(lab, ns) == (2, "0.02"),
             timeout=60,
+        )
+        assert metric(standby, "costslo_active") == 1.0
+        wait_for(
+            "the former standby's figures", lambda: metric(standby, "costslo_budget_per_request") == 0.02
         )
     finally:
         active.stop()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from costslo.gpu.dcgm import DCGM_SERIES
 from costslo.metrics.promql import quote
 from costslo.metrics.queries import plan_window
 from costslo.runtimes import (
@@ -24,7 +25,6 @@ from costslo.runtimes import (
     preset_for,
     validate_custom_query,
 )
-from costslo.simulator.exporters import DCGM_SERIES
 from costslo.simulator.exporters import RUNTIMES as EXPORTERS
 from tests.support.promtool import Case, evaluate
 

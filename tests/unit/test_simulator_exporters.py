@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from costslo.simulator.exporters import GpuReading, Load, RuntimeExporter, dcgm_families
-from costslo.simulator.exposition import Histogram, render
+from costslo.exposition import Histogram, render
+from costslo.gpu.dcgm import GpuReading, dcgm_families
+from costslo.simulator.exporters import Load, RuntimeExporter
 from costslo.simulator.profiles import PerformanceProfile
 from costslo.simulator.serving import RequestSampler
 
@@ -144,7 +145,7 @@ def test_sglang_series() -> None:
 
 
 def test_dcgm_series_carry_gpu_and_pod_labels() -> None:
-    gpu = GpuReading(
+    gpu = GpuReading.from_busy(
         index=3,
         uuid="GPU-1234",
         model_name="NVIDIA H100 80GB HBM3",
@@ -156,7 +157,7 @@ def test_dcgm_series_carry_gpu_and_pod_labels() -> None:
         energy_mj=1.5e6,
         pod=POD,
     )
-    idle = GpuReading(
+    idle = GpuReading.from_busy(
         index=4,
         uuid="GPU-5678",
         model_name="NVIDIA H100 80GB HBM3",

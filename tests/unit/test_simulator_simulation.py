@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from costslo.exposition import render
 from costslo.simulator.cluster import ClusterView, build_view
-from costslo.simulator.exposition import render
 from costslo.simulator.profiles import ProfileCatalog, ProfileError
 from costslo.simulator.simulation import Simulation
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from costslo.simulator.exposition import Family, Histogram, labels_of
+from costslo.exposition import Family, Histogram, labels_of
 from costslo.simulator.profiles import PerformanceProfile
 from costslo.simulator.serving import Request
 
@@ -561,64 +561,3 @@ class RuntimeExporter:
 
     def families(self) -> list[Family]:
         return list(self._families.values())
-
-
-@dataclass(frozen=True)
-class GpuReading:
-    """One GPU as dcgm-exporter would read it."""
-
-    index: int
-    uuid: str
-    model_name: str
-    hostname: str
-    busy: float  # 0..1
-    memory_used_mib: float
-    memory_total_mib: float
-    power_watts: float
-    energy_mj: float
-    pod: Mapping[str, str]  # namespace/pod/container of the pod holding it; empty when unallocated
-
-
-DCGM_SERIES: tuple[tuple[str, str, str, Callable[[GpuReading], float]], ...] = (
-    ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", lambda g: round(100 * g.busy)),
-    (
-        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
-        "gauge",
-        "Ratio of time the graphics engine is active.",
-        lambda g: g.busy,
-    ),
-    ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", lambda g: round(g.memory_used_mib)),
-    (
-        "DCGM_FI_DEV_FB_FREE",
-        "gauge",
-        "Framebuffer memory free (in MiB).",
-        lambda g: round(g.memory_total_mib - g.memory_used_mib),
-    ),
-    ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", lambda g: g.power_watts),
-    (
-        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-        "counter",
-        "Total energy consumption since boot (in mJ).",
-        lambda g: round(g.energy_mj),
-    ),
-)
-
-
-def dcgm_families(gpus: list[GpuReading]) -> list[Family]:
-    """dcgm-exporter's series for these GPUs, with Kubernetes pod mapping on."""
-    families = [Family(name, kind, help_) for name, kind, help_, _ in DCGM_SERIES]
-    for g in gpus:
-        labels = labels_of(
-            {
-                "gpu": str(g.index),
-                "UUID": g.uuid,
-                "pci_bus_id": f"00000000:{0x18 + g.index:02X}:00.0",
-                "device": f"nvidia{g.index}",
-                "modelName": g.model_name,
-                "Hostname": g.hostname,
-                **g.pod,
-            }
-        )
-        for fam, (_, _, _, read) in zip(families, DCGM_SERIES, strict=True):
-            fam.values[labels] = float(read(g))
-    return families

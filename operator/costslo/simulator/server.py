@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from costslo.exposition import render
 from costslo.simulator.cluster import ClusterReader
-from costslo.simulator.exposition import render
 from costslo.simulator.simulation import Simulation
 
 log = structlog.get_logger(__name__)

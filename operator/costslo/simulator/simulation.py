@@ -12,9 +12,10 @@ from typing import Any
 
 import structlog
 
+from costslo.exposition import Family
+from costslo.gpu.dcgm import GpuReading, dcgm_families
 from costslo.simulator.cluster import ClusterView, Group, NodeView, PodView
-from costslo.simulator.exporters import GpuReading, Load, RuntimeExporter, dcgm_families
-from costslo.simulator.exposition import Family
+from costslo.simulator.exporters import Load, RuntimeExporter
 from costslo.simulator.profiles import PerformanceProfile, ProfileCatalog, ProfileError
 from costslo.simulator.serving import Arrivals, Request, RequestSampler, mean_queue_seconds, operating_point
 
@@ -279,7 +280,7 @@ class Simulation:
                     busy = sim.busy_fraction
                     used = min(total_mib, sim.profile.memory_used_mib) if sim.view.ready else 0.0
                 readings.append(
-                    GpuReading(
+                    GpuReading.from_busy(
                         index=slot.index,
                         uuid=slot.uuid,
                         model_name=_marketing_name(product),
