@@ -73,6 +73,11 @@ def simulate(
     profiles: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="Extra performance profiles (YAML).")
     ] = None,
+    no_cluster: Annotated[
+        bool, typer.Option("--no-cluster", help="Serve only the OpenAI-compatible API (no Kubernetes).")
+    ] = False,
+    gpus: Annotated[int, typer.Option(min=1, help="GPUs behind each model of the OpenAI API.")] = 1,
+    seed: Annotated[int | None, typer.Option(help="Random seed (token counts, failures).")] = None,
     sync_interval: Annotated[float, typer.Option(help="Seconds between reads of the cluster.")] = 1.0,
     tick_interval: Annotated[float, typer.Option(help="Seconds between simulation steps.")] = 0.5,
     log_format: LogFormatOption = "auto",
@@ -80,9 +85,12 @@ def simulate(
     """Simulate GPUs and model servers for the pods of a (kwok) cluster.
 
     Pods whose template carries the annotation simulator.costslo.dev/profile get vLLM/TGI/Triton/SGLang
-    series on /metrics and DCGM series on /dcgm/metrics; /truth has the exact ground truth.
+    series on /metrics and DCGM series on /dcgm/metrics; /truth has the exact ground truth. /v1/completions
+    and /v1/chat/completions answer as an OpenAI-compatible server of any profile (`model`), with the
+    profile's timing, for `costslo profile`.
     """
     from costslo.simulator.cluster import ClusterReader
+    from costslo.simulator.openai import OpenAIServer
     from costslo.simulator.profiles import ProfileCatalog, ProfileError
     from costslo.simulator.server import SimulatorConfig, serve
     from costslo.simulator.simulation import Simulation
@@ -92,10 +100,11 @@ def simulate(
         catalog = ProfileCatalog.load(profiles)
     except ProfileError as exc:
         raise typer.BadParameter(str(exc), param_hint="--profiles") from exc
-    sim = Simulation(catalog)
+    openai = OpenAIServer(catalog, gpus=gpus, seed=seed)
     config = SimulatorConfig(host=host, port=port, sync_interval=sync_interval, tick_interval=tick_interval)
+    sim, reader = (None, None) if no_cluster else (Simulation(catalog), ClusterReader(kubeconfig))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(sim, ClusterReader(kubeconfig), config))
+        asyncio.run(serve(sim, reader, openai, config))
 
 
 @app.command()
@@ -421,6 +430,83 @@ def run(
         identity=settings.peering.identity if settings.peering else None,  # type: ignore[arg-type]
         liveness_endpoint=liveness,
     )
+
+
+DEFAULT_CONCURRENCY = [1, 2, 4, 8, 16, 32, 64]
+
+
+@app.command()
+def profile(
+    url: Annotated[
+        str, typer.Option(help="Base URL of an OpenAI-compatible server, e.g. http://localhost:8000.")
+    ],
+    model: Annotated[str, typer.Option(help="The model name the server expects.")],
+    gpu_hourly: Annotated[str, typer.Option(help="Price of one GPU-hour, USD.")],
+    gpus: Annotated[float, typer.Option(help="GPUs behind the endpoint (one replica).")] = 1.0,
+    api: Annotated[str, typer.Option(help="completions or chat.")] = "completions",
+    concurrency: Annotated[
+        list[int] | None, typer.Option(help="Concurrent requests per step (repeatable; default 1..64).")
+    ] = None,
+    requests_per_step: Annotated[
+        int | None, typer.Option(help="Requests per step (default: 4 per client, at least 16).")
+    ] = None,
+    mix: Annotated[
+        list[str] | None,
+        typer.Option(help="Request shape IN:OUT[:WEIGHT] in tokens (repeatable; default 800:200)."),
+    ] = None,
+    latency_budget: Annotated[
+        float | None, typer.Option(help="Latency budget in seconds for the quantile (end to end).")
+    ] = None,
+    quantile: Annotated[float, typer.Option(min=0.5, max=0.999, help="Latency quantile.")] = 0.95,
+    target_rps: Annotated[
+        float | None, typer.Option(help="Expected load, requests/s: the replicas it needs are suggested.")
+    ] = None,
+    stream: Annotated[bool, typer.Option(help="Stream responses (needed for time to first token).")] = True,
+    api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", help="Bearer token.")] = None,
+    nvml: Annotated[bool, typer.Option(help="Sample a local GPU through NVML during each step.")] = True,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of cost and latency vs concurrency.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the request mix.")] = 0,
+    output: OutputOption = "table",
+) -> None:
+    """Profile a serving path before setting its CostSLO: throughput, latency and cost per request at
+    rising concurrency, the capacity within the latency budget, and the budget and replicas that hold."""
+    from costslo.profiler import run
+
+    try:
+        settings, target, plan = run.parse(
+            url,
+            model,
+            gpu_hourly,
+            gpus,
+            api,
+            concurrency or DEFAULT_CONCURRENCY,
+            requests_per_step,
+            mix or ["800:200"],
+            latency_budget,
+            quantile,
+            target_rps,
+            stream,
+            api_key,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    err = Console(stderr=True)
+    try:
+        summary = asyncio.run(run.profile(target, plan, settings, err, nvml, seed))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if plot is not None:
+        from costslo.profiler.plot import PlotUnavailable
+        from costslo.profiler.plot import plot as draw
+
+        try:
+            draw(summary, plot)
+        except PlotUnavailable as exc:
+            raise _fail(str(exc)) from None
+        err.print(f"plot written to {plot}")
+    _emit(output, summary, run.table(summary))
+    if summary.get("atBudget") is None:
+        raise typer.Exit(1)
 
 
 @app.command("gpu-exporter")

@@ -87,6 +87,9 @@ class ProfileCatalog:
     def names(self) -> list[str]:
         return sorted(self._profiles)
 
+    def get(self, name: str) -> PerformanceProfile:
+        return self._profiles[name]
+
     def resolve(self, annotations: Mapping[str, str]) -> PerformanceProfile | None:
         """The profile a pod's annotations select, or None when the pod is no simulated model server."""
         name = annotations.get(PROFILE_ANNOTATION)

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiohttp import web
 
 from costslo.exposition import render
 from costslo.simulator.cluster import ClusterReader
+from costslo.simulator.openai import OpenAIServer
 from costslo.simulator.simulation import Simulation
 
 log = structlog.get_logger(__name__)
@@ -27,9 +29,21 @@ class SimulatorConfig:
     tick_interval: float = 0.5
 
 
-def build_app(sim: Simulation) -> web.Application:
-    """HTTP routes: /metrics (model servers), /dcgm/metrics (GPUs), /truth and /truth/latency, /healthz."""
+def build_app(sim: Simulation | None, openai: OpenAIServer) -> web.Application:
+    """HTTP routes: /metrics (model servers), /dcgm/metrics (GPUs), /truth and /truth/latency, /healthz,
+    and an OpenAI-compatible API (/v1/...) for profiling; without a cluster (`sim` None) only the latter."""
 
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.add_routes([web.get("/healthz", healthz), *openai.routes()])
+    if sim is not None:
+        app.add_routes(_cluster_routes(sim))
+    return app
+
+
+def _cluster_routes(sim: Simulation) -> list[web.RouteDef]:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
             body=render(sim.runtime_families()).encode(),
@@ -53,20 +67,12 @@ def build_app(sim: Simulation) -> web.Application:
             raise web.HTTPBadRequest(text=f"need namespace, start, end (unix seconds) and q: {exc}") from None
         return web.json_response(answer)
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.add_routes(
-        [
-            web.get("/metrics", metrics),
-            web.get("/dcgm/metrics", dcgm),
-            web.get("/truth", truth),
-            web.get("/truth/latency", latency),
-            web.get("/healthz", healthz),
-        ]
-    )
-    return app
+    return [
+        web.get("/metrics", metrics),
+        web.get("/dcgm/metrics", dcgm),
+        web.get("/truth", truth),
+        web.get("/truth/latency", latency),
+    ]
 
 
 async def _sync_loop(sim: Simulation, reader: ClusterReader, interval: float) -> None:
@@ -94,18 +100,23 @@ async def _tick_loop(sim: Simulation, interval: float) -> None:
         last = now
 
 
-async def serve(sim: Simulation, reader: ClusterReader, config: SimulatorConfig) -> None:
-    """Runs until cancelled."""
-    sim.apply(await asyncio.to_thread(reader.read))
-    runner = web.AppRunner(build_app(sim), access_log=None)
+async def serve(
+    sim: Simulation | None, reader: ClusterReader | None, openai: OpenAIServer, config: SimulatorConfig
+) -> None:
+    """Runs until cancelled; without a cluster reader, only the OpenAI-compatible API."""
+    if sim is not None and reader is not None:
+        sim.apply(await asyncio.to_thread(reader.read))
+    runner = web.AppRunner(build_app(sim, openai), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()
     log.info("simulator listening", url=f"http://{config.host}:{config.port}")
-    tasks = [
-        asyncio.create_task(_sync_loop(sim, reader, config.sync_interval)),
-        asyncio.create_task(_tick_loop(sim, config.tick_interval)),
-    ]
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(asyncio.Event().wait())]
+    if sim is not None and reader is not None:
+        tasks = [
+            asyncio.create_task(_sync_loop(sim, reader, config.sync_interval)),
+            asyncio.create_task(_tick_loop(sim, config.tick_interval)),
+        ]
     try:
         await asyncio.gather(*tasks)
     finally:
