@@ -294,6 +294,7 @@ def test_every_scenario_has_a_values_file() -> None:
         "standby-values.yaml",
         "monitoring-values.yaml",
         "gate-values.yaml",
+        "gpu-exporter-values.yaml",
     }
 
 
@@ -519,7 +520,7 @@ def run_options() -> dict[str, set[str]]:
     assert isinstance(group, typer.core.TyperGroup)
     return {
         name: {opt for param in group.commands[name].params for opt in (*param.opts, *param.secondary_opts)}
-        for name in ("run", "gate")
+        for name in ("run", "gate", "gpu-exporter")
     }
 
 
@@ -620,7 +621,7 @@ def test_every_container_is_restricted(helm_env: dict[str, str], case: str) -> N
     pods = [
         (d["kind"], d["metadata"]["name"], d["spec"]["template"]["spec"] if d["kind"] != "Pod" else d["spec"])
         for d in docs
-        if d["kind"] in ("Deployment", "Job", "Pod")
+        if d["kind"] in ("Deployment", "DaemonSet", "Job", "Pod")
     ]
     assert pods
     for kind, name, spec in pods:
@@ -923,6 +924,28 @@ def test_gate_job(helm_env: dict[str, str]) -> None:
     assert not find(render(helm_env), "Job")
     run = helm(helm_env, "template", RELEASE, str(CHART), "--set", "gateJob.enabled=true", check=False)
     assert run.returncode != 0 and "gateJob.costslos" in run.stderr
+
+
+def test_gpu_exporter_daemonset(helm_env: dict[str, str]) -> None:
+    docs = render(helm_env, *scenario("gpu-exporter-values.yaml"))
+    (daemonset,) = find(docs, "DaemonSet")
+    spec = daemonset["spec"]["template"]["spec"]
+    assert spec["hostPID"] is True and spec["runtimeClassName"] == "nvidia"
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    (container,) = spec["containers"]
+    assert container["command"] == ["costslo"] and container["image"] == operator_container(docs)["image"]
+    assert_flags_exist(container["args"], "gpu-exporter")
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["NVIDIA_VISIBLE_DEVICES"]["value"] == "all"
+    # It must not take a GPU from the workloads it measures.
+    assert "nvidia.com/gpu" not in str(container["resources"])
+    account = spec["serviceAccountName"]
+    (role,) = [r for r in find(docs, "ClusterRole") if r["metadata"]["name"] == account]
+    assert rules_by_resource(role) == {("", "pods"): {"get", "list"}}
+    (monitor,) = [m for m in find(docs, "ServiceMonitor") if m["metadata"]["name"] == account]
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is False  # pods arrive as exported_pod
+    assert not find(render(helm_env), "DaemonSet")
 
 
 def test_chart_readme_documents_every_top_level_value() -> None:
