@@ -9,10 +9,16 @@ from typing import Any
 
 from costslo import api
 from costslo.actions.status import HEARTBEAT_SECONDS
+from costslo.inventory import (
+    REVISION_ANNOTATION,
+    ROLLOUT_HASH_LABEL,
+    ROLLOUT_REVISION_ANNOTATION,
+    TEMPLATE_HASH_LABEL,
+    whole_revision,
+)
 
 MET, BREACHED, NO_VERDICT = 0, 1, 2
 STALE_AFTER_SECONDS = 2 * HEARTBEAT_SECONDS
-REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 
 
 class GateError(RuntimeError):
@@ -25,16 +31,19 @@ def _time(text: str | None) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).timestamp()
 
 
-def current_revision(apps: Any, namespace: str, deployment: str) -> str | None:
-    """The pod-template-hash of the Deployment's newest ReplicaSet."""
+def current_revision(apps: Any, namespace: str, workload: str, kind: str = "Deployment") -> str | None:
+    """The pod-template-hash of the workload's (Deployment's or Rollout's) newest ReplicaSet."""
     newest, best = None, -1
     for rs in apps.list_namespaced_replica_set(namespace).items:
         owners = rs.metadata.owner_references or []
-        if not any(o.kind == "Deployment" and o.name == deployment for o in owners):
+        if not any(o.kind == kind and o.name == workload for o in owners):
             continue
-        revision = int((rs.metadata.annotations or {}).get(REVISION_ANNOTATION, "0") or 0)
+        annotations, labels = rs.metadata.annotations or {}, rs.metadata.labels or {}
+        revision = whole_revision(
+            annotations.get(REVISION_ANNOTATION) or annotations.get(ROLLOUT_REVISION_ANNOTATION)
+        )
         if revision > best:
-            newest, best = (rs.metadata.labels or {}).get("pod-template-hash"), revision
+            newest, best = labels.get(TEMPLATE_HASH_LABEL) or labels.get(ROLLOUT_HASH_LABEL), revision
     return newest
 
 
@@ -67,8 +76,8 @@ def wait_for_verdict(
         status = obj.get("status") or {}
         phase = status.get("phase")
         generation = obj["metadata"].get("generation")
-        target = (obj.get("spec") or {}).get("targetRef", {}).get("name", "")
-        revision = current_revision(apps, namespace, target)
+        ref = (obj.get("spec") or {}).get("targetRef") or {}
+        revision = current_revision(apps, namespace, ref.get("name", ""), ref.get("kind", "Deployment"))
         judged_revisions = {r.get("podTemplateHash") for r in status.get("revisions") or []}
         # Status is rewritten only when it says something new (or on a 5-minute heartbeat), so a verdict
         # of this generation and revision counts unless the operator has been silent for longer than that.

@@ -9,6 +9,8 @@ writes a Rollout's template or pause: Argo acts on the verdict.
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,6 +95,16 @@ def rollout_ready(lab: Lab, ns: str, replicas: int) -> bool:
     return status.get("phase") == "Healthy" and status.get("availableReplicas") == replicas
 
 
+def gate_exit(lab: Lab, ns: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "costslo"), "gate", "-n", ns, "--name", "chat", "--timeout", "30s"],
+        env={**os.environ, "KUBECONFIG": lab.kubeconfig},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
 @pytest.fixture(scope="module")
 def operator(
     lab: Lab, costslo_crd: None, tmp_path_factory: pytest.TempPathFactory
@@ -175,6 +187,9 @@ def test_a_canary_over_budget_fails_its_analysis_and_argo_aborts_it(
         e.reason for e in lab.core.list_namespaced_event(ns).items if e.involved_object.kind == "Rollout"
     }
     assert {"RolloutBaking", "RolloutBlocked"} <= reasons, reasons
+    # `costslo gate` reads the Rollout's newest revision (Argo's revision annotation and hash label).
+    gate = gate_exit(lab, ns)
+    assert gate.returncode == 1 and "breached:" in gate.stdout, gate.stdout + gate.stderr
 
 
 def test_a_canary_that_fits_passes_its_analysis_and_argo_promotes_it(

@@ -73,6 +73,7 @@ def configured_capacity() -> float:
 def test_the_capacity_found_is_the_simulators(profiled: tuple[dict[str, Any], Path, str]) -> None:
     summary, _, stderr = profiled
     assert summary["capacityRequestsPerSecond"] == pytest.approx(configured_capacity(), rel=0.10)
+    assert summary["capacityReached"]
     # Throughput rises with concurrency until the GPU is full, and latency rises after that.
     rows = summary["steps"]
     assert rows[0]["requestsPerSecond"] < rows[2]["requestsPerSecond"] <= rows[-1]["requestsPerSecond"] * 1.1

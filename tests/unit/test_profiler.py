@@ -38,7 +38,8 @@ def test_quantiles_are_nearest_rank_over_delivered_requests() -> None:
 def test_capacity_budget_step_and_suggestion() -> None:
     steps = [step(1, 2.0, 2.5), step(8, 12.0, 3.0), step(32, 14.0, 4.8, failed=2), step(64, 14.2, 9.0)]
     out = summarise(steps, SETTINGS)
-    assert out["capacityRequestsPerSecond"] == pytest.approx(14.2)
+    assert out["capacityRequestsPerSecond"] == pytest.approx(14.2) and out["capacityReached"]
+    assert not summarise(steps[:2], SETTINGS)["capacityReached"]  # 2 -> 12 req/s: still rising
     at = out["atBudget"]
     assert at["concurrency"] == 32 and at["latencySeconds"] == 4.8
     # The same numbers through `costslo estimate`'s arithmetic give the same cost.

@@ -60,6 +60,9 @@ def summarise(steps: Sequence[Step], settings: Settings) -> dict[str, Any]:
         why = f": {errors[0]}" if errors else ""
         raise ValueError(f"no request succeeded in any step{why}")
     capacity = max(s.finished_per_second for s in measured)
+    # Saturated when the last doubling of concurrency or so no longer raised throughput much.
+    ordered = sorted(measured, key=lambda s: s.concurrency)
+    reached = len(ordered) >= 2 and ordered[-1].finished_per_second <= 1.15 * ordered[-2].finished_per_second
     q = settings.quantile
     rows = []
     for s in steps:
@@ -103,6 +106,7 @@ def summarise(steps: Sequence[Step], settings: Settings) -> dict[str, Any]:
         "quantile": q,
         "latencyBudgetSeconds": budget,
         "capacityRequestsPerSecond": capacity,
+        "capacityReached": reached,
         "steps": rows,
     }
     if best is None:

@@ -180,6 +180,11 @@ def table(summary: dict[str, Any]) -> Table:
         )
     at = summary.get("atBudget")
     lines = [f"capacity: {summary['capacityRequestsPerSecond']:.3g} requests/s"]
+    if not summary["capacityReached"]:
+        lines[0] = (
+            f"capacity: at least {summary['capacityRequestsPerSecond']:.3g} requests/s (throughput was still "
+            "rising: add a higher --concurrency)"
+        )
     if at:
         lines.append(
             f"within the latency budget: {at['requestsPerSecond']:.3g} requests/s at concurrency "
