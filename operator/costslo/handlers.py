@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from costslo import api, server
+from costslo import api, kubeclient, server
 from costslo.loop import OperatorLoop
 from costslo.settings import OperatorSettings
 
@@ -32,17 +32,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.enabled = False  # our own Events carry the numbers
     # Every status write comes back as a watch event; kopf's per-handler success lines would drown the log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    from kubernetes import client, config
-
-    if _settings.kubeconfig:
-        api_client = config.new_client_from_config(config_file=_settings.kubeconfig)
-    else:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        api_client = client.ApiClient()
-    memo.loop = OperatorLoop(_settings, api_client)
+    memo.loop = OperatorLoop(_settings, kubeclient.api_client(_settings.kubeconfig))
     memo.task = asyncio.create_task(memo.loop.run())
     memo.http = await server.start(
         memo.loop.verdict, _settings.http_host, _settings.http_port, memo.loop.telemetry.exposition

@@ -109,12 +109,10 @@ def gate_exit(lab: Lab, ns: str) -> subprocess.CompletedProcess[str]:
 def operator(
     lab: Lab, costslo_crd: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(lab, tmp_path_factory.mktemp("argo") / "operator.log", f"{INTERVAL_SECONDS}s")
-    process.start()
-    try:
+    with OperatorProcess(
+        lab, tmp_path_factory.mktemp("argo") / "operator.log", f"{INTERVAL_SECONDS}s"
+    ) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -33,12 +33,8 @@ def operator_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def operator(lab: Lab, costslo_crd: None, operator_log: Path) -> Iterator[OperatorProcess]:
     """The operator as a user runs it, against the lab, evaluating every 5 s."""
-    process = OperatorProcess(lab, operator_log)
-    process.start()
-    try:
+    with OperatorProcess(lab, operator_log) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

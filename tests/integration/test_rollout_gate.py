@@ -84,12 +84,10 @@ def events(lab: Lab, ns: str, kind: str = "CostSLO") -> list[str]:
 def gate_operator(
     lab: Lab, costslo_crd: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(lab, tmp_path_factory.mktemp("gate") / "operator.log", f"{INTERVAL_SECONDS}s")
-    process.start()
-    try:
+    with OperatorProcess(
+        lab, tmp_path_factory.mktemp("gate") / "operator.log", f"{INTERVAL_SECONDS}s"
+    ) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

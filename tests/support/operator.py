@@ -65,6 +65,13 @@ class OperatorProcess:
             start_new_session=True,
         )
 
+    def __enter__(self) -> OperatorProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
             return

@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from costslo import kubeclient
 from costslo.exposition import Family, labels_of, render
 from costslo.gpu.cgroups import pod_of_pid
 from costslo.gpu.dcgm import GpuReading, dcgm_families
@@ -165,14 +166,4 @@ async def serve(exporter: GpuExporter, host: str, port: int) -> None:
 
 
 def node_pods(kubeconfig: str | None, node: str) -> NodePods:
-    from kubernetes import client, config
-
-    if kubeconfig:
-        api_client = config.new_client_from_config(config_file=kubeconfig)
-    else:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        api_client = client.ApiClient()
-    return NodePods.from_api(api_client, node)
+    return NodePods.from_api(kubeclient.api_client(kubeconfig), node)

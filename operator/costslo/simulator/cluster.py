@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from costslo import kubeclient
 from costslo.kubeobjects import GPU_RESOURCE, controller_of, gpus_requested, whole
 from costslo.simulator.profiles import OFFERED_LOAD_ANNOTATION
 
@@ -137,16 +138,9 @@ class ClusterReader:
     """Lists the objects the view is built from (plain lists: the lab is small and this stays simple)."""
 
     def __init__(self, kubeconfig: str | None) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        if kubeconfig:
-            api_client = config.new_client_from_config(config_file=kubeconfig)
-        else:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
-            api_client = client.ApiClient()
+        api_client = kubeclient.api_client(kubeconfig)
         self._core = client.CoreV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
