@@ -31,7 +31,7 @@ EOF
     target=(--python-version "$GPU_PYTHON_VERSION" --only-binary=:all: --implementation cp
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any)
   fi
-  "$PYTHON" -m pip download --quiet --dest "$WHEELS" "${target[@]}" -r "$WHEELS/requirements.txt"
+  "$PYTHON" -m pip download --quiet --dest "$WHEELS" ${target[@]+"${target[@]}"} -r "$WHEELS/requirements.txt"
   say "wheels in $WHEELS ($(du -sh "$WHEELS" | cut -f1)); carry .gpu-wheels to the GPU machine"
   exit 0
 fi
@@ -41,7 +41,11 @@ command -v nvidia-smi >/dev/null || { echo "error: nvidia-smi not found: this ch
   { echo "error: $PYTHON has no PyTorch with CUDA (needed by hack/gpu-model-server.py)" >&2; exit 1; }
 
 work=$(mktemp -d)
-trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+stop() {
+  for pid in ${loader:-} ${server:-}; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap stop EXIT
 # A venv that sees the machine's PyTorch; costslo's own dependencies come from the carried wheels.
 "$PYTHON" -m venv --system-site-packages "$work/venv"
 if [[ -d $WHEELS ]]; then
@@ -58,7 +62,8 @@ say "exporter: one scrape, idle"
 py -m costslo gpu-exporter --once --log-format json >"$work/exporter-idle.txt"
 
 say "starting the synthetic model server on :$PORT"
-py hack/gpu-model-server.py --port "$PORT" >"$work/server.log" 2>&1 &
+# Started directly (not through the py function) so that $! is the server itself, which the trap stops.
+PYTHONPATH=$repo/operator "$work/venv/bin/python" hack/gpu-model-server.py --port "$PORT" >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null && break
@@ -70,13 +75,15 @@ say "profile with NVML sampling"
 py -m costslo profile --url "http://127.0.0.1:$PORT" --model synthetic-decoder --gpu-hourly 3.00 \
   --mix 512:128 --latency-budget 10 --concurrency 1 --concurrency 8 --concurrency 32 --concurrency 128 \
   -o json >"$work/profile.json"
-py -m costslo profile --url "http://127.0.0.1:$PORT" --model synthetic-decoder --gpu-hourly 3.00 \
-  --mix 512:128 --latency-budget 10 --concurrency 16 --requests-per-step 400 -o json >/dev/null &
+PYTHONPATH=$repo/operator "$work/venv/bin/python" -m costslo profile --url "http://127.0.0.1:$PORT" \
+  --model synthetic-decoder --gpu-hourly 3.00 --mix 512:128 --concurrency 16 --requests-per-step 400 \
+  --no-nvml -o json >/dev/null &
 loader=$!
 sleep 8
 say "exporter: one scrape under load (the server's process mapped to no pod: no cluster here)"
 py -m costslo gpu-exporter --once --log-format json >"$work/exporter-busy.txt"
 wait "$loader" || true
+loader=
 
 report=docs/gpu-validation.md
 py - "$work" "$gpu" >"$report" <<'EOF'

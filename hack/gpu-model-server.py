@@ -96,7 +96,7 @@ def app(scheduler_of: list[Scheduler], model_name: str) -> web.Application:
     async def completions(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         prompt = body.get("prompt", "")
-        text = " ".join(prompt) if isinstance(prompt, list) else str(prompt)
+        text = " ".join(str(p) for p in prompt) if isinstance(prompt, list) else str(prompt)
         seq = _Sequence(max(1, len(text.split())), max(1, int(body.get("max_tokens") or 16)))
         scheduler_of[0].submit(seq)
         usage = {

@@ -462,7 +462,12 @@ def profile(
         float | None, typer.Option(help="Expected load, requests/s: the replicas it needs are suggested.")
     ] = None,
     stream: Annotated[bool, typer.Option(help="Stream responses (needed for time to first token).")] = True,
-    api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", help="Bearer token.")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="COSTSLO_PROFILE_API_KEY", help="Bearer token for the endpoint, if it wants one."
+        ),
+    ] = None,
     nvml: Annotated[bool, typer.Option(help="Sample a local GPU through NVML during each step.")] = True,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of cost and latency vs concurrency.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the request mix.")] = 0,
@@ -536,6 +541,7 @@ def gpu_exporter(
 ) -> None:
     """Export dcgm-exporter's GPU series from NVML, mapped to pods, for clusters without dcgm-exporter."""
     import socket
+    import time
 
     from costslo.gpu.exporter import GpuExporter, node_pods, serve
     from costslo.gpu.nvml import PynvmlBackend
@@ -544,6 +550,10 @@ def gpu_exporter(
     pods = node_pods(kubeconfig, node).lookup if node else (lambda _uid: None)
     exporter = GpuExporter(PynvmlBackend, hostname or node or socket.gethostname(), pods, proc)
     if once:
+        # Engine activity (GPM) is a difference between two samples: prime it, then read.
+        exporter.readings()
+        if not exporter.unavailable:
+            time.sleep(1.0)
         typer.echo(exporter.exposition().decode(), nl=False)
         exporter.close()
         if exporter.unavailable:

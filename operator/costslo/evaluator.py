@@ -399,12 +399,23 @@ class Evaluator:
         verdict_conditions = list(verdict.conditions)
         enforce = spec.enforcement.mode == "Enforce"
         if gate is not None and gate.holding and gate.memory.reason:
-            held = VerdictCondition(
-                ROLLOUT_ALLOWED,
-                "False",
-                "RolloutBlocked" if gate.blocked else "Baking",
-                gate.memory.reason if enforce else f"{gate.memory.reason} (Report mode: nothing is held)",
-            )
+            own = next((c for c in verdict_conditions if c.type == ROLLOUT_ALLOWED), None)
+            if enforce:
+                held = VerdictCondition(
+                    ROLLOUT_ALLOWED,
+                    "False",
+                    "RolloutBlocked" if gate.blocked else "Baking",
+                    gate.memory.reason,
+                )
+            else:
+                # Report mode holds nothing, and neither does what reads /verdict (Argo's analysis, Flagger):
+                # the fleet's own answer stands, and says what the gate would have done.
+                held = VerdictCondition(
+                    ROLLOUT_ALLOWED,
+                    own.status if own is not None else "True",
+                    "ReportOnly",
+                    f"{gate.memory.reason} (Report mode: nothing is held)",
+                )
             verdict_conditions = [c for c in verdict_conditions if c.type != ROLLOUT_ALLOWED] + [held]
         if gate is not None and gate.blocked and enforce:
             phase, message = "RolloutBlocked", gate.memory.reason or message

@@ -80,7 +80,8 @@ class OperatorLoop:
         self._written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._phases: dict[tuple[str, str], str] = {}
         self._latest: dict[tuple[str, str], Mapping[str, Any]] = {}
-        self.telemetry = Telemetry()
+        # With peers, an instance is a standby until it finds itself the highest live one.
+        self.telemetry = Telemetry(active=settings.peering is None)
         self.cycles = 0
         self.peers = PeerCheck(api_client, settings.peering) if settings.peering else None
         self._standby_for: list[str] = []
@@ -133,12 +134,15 @@ class OperatorLoop:
     def release(self, body: Mapping[str, Any]) -> None:
         """Lifts the pause a deleted CostSLO's gate held, if it held one."""
         rollout_status = (body.get("status") or {}).get("rollout") or {}
-        target = ((body.get("spec") or {}).get("targetRef") or {}).get("name")
+        ref = (body.get("spec") or {}).get("targetRef") or {}
+        if ref.get("kind", "Deployment") != "Deployment":
+            return  # the gate never pauses a Rollout
+        target = ref.get("name")
         ns = body["metadata"].get("namespace")
         if not (rollout_status.get("pausedByGate") and target and ns) or self.standing_by():
             return
         try:
-            self.workloads.apply(ns, target, [Resume()])
+            self.workloads.apply("Deployment", ns, target, [Resume()])
             log.info("released the gate's pause of a deleted CostSLO", namespace=ns, deployment=target)
         except Exception as exc:
             log.warning(
@@ -176,7 +180,12 @@ class OperatorLoop:
             self.telemetry.stand_by()
             return True
         self.standing_by_now = bool(above)
-        self.telemetry.active.set(0 if above else 1)
+        if above:
+            # Every time, not only on the change: a cycle that was under way when this instance was
+            # outranked may have set its gauges after the first clearing.
+            self.telemetry.stand_by()
+        else:
+            self.telemetry.active.set(1)
         if above != self._standby_for:
             if above:
                 log.info("standing by", active=above, priority=self.peers.me.priority)
@@ -185,7 +194,6 @@ class OperatorLoop:
                 self._written.clear()
                 self._latest.clear()
                 self._phases.clear()
-                self.telemetry.stand_by()
             else:
                 log.info("active", priority=self.peers.me.priority)
             self._standby_for = above
@@ -258,7 +266,7 @@ class OperatorLoop:
         bound = log.bind(namespace=ev.slo.namespace, name=ev.slo.name, target=target)
         gate = ev.gate
         if gate is not None and gate.actions:
-            self.workloads.apply(ev.slo.namespace, target, gate.actions)
+            self.workloads.apply(spec.target_ref.kind, ev.slo.namespace, target, gate.actions)
             for action in gate.actions:
                 self.telemetry.actions.labels(action_name(action)).inc()
             bound.info("rollout gate", actions=[action_name(a) for a in gate.actions])

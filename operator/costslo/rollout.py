@@ -109,6 +109,8 @@ class GatePolicy:
     enforce: bool  # False in Report mode and for Rollouts: decide and say, never write the workload
     # What an Event adds when nothing was written.
     unwritten_note: str = "Report mode: the Deployment was not changed"
+    # Another controller runs the canary (Argo Rollouts): it aborts a rejected one and may retry it.
+    external: bool = False
 
     @classmethod
     def from_spec(cls, spec: api.CostSLOSpec) -> GatePolicy:
@@ -133,6 +135,7 @@ class GatePolicy:
             on_missing_metrics=spec.evaluation.on_missing_metrics,
             enforce=spec.enforcement.mode == "Enforce" and not argo,
             unwritten_note=note,
+            external=argo,
         )
 
 
@@ -313,6 +316,10 @@ def step(
 
     if memory.state == "Superseded" and h == memory.revision and dep.template_pending:
         return s.done(memory)  # resumed for the newer template; its ReplicaSet is on its way
+    if policy.external and h == memory.revision:
+        aborted = _external_abort(s, memory, newest)
+        if aborted is not None:
+            return aborted
     if memory.state == "RolledBack" and h == memory.revision:
         # Restored, and the controller has yet to make the old ReplicaSet the newest again; or a restart
         # fell between writing this state and restoring: finish it, without a second announcement.
@@ -402,6 +409,27 @@ def step(
         s.say("Normal", "RolloutReleased", f"the CostSLO changed; revision {h} is judged again")
         memory = replace(memory, state="Baking", since=at)
     return _bake(s, memory, newest, figures.get(h), generation)
+
+
+def _external_abort(s: _Step, memory: Memory, rev: Revision) -> GateDecision | None:
+    """Argo Rollouts aborts a canary whose analysis failed (it scales it to 0, the stable ReplicaSet serves
+    again): the gate then holds nothing more. A retry scales the same revision up again: judged afresh."""
+    h, at = rev.pod_template_hash, _iso(s.now)
+    if memory.state == "Blocked" and rev.replicas == 0:
+        s.say("Normal", "RolloutAborted", f"revision {h} was aborted; {memory.stable_revision} serves")
+        return s.done(
+            replace(
+                memory,
+                state="RolledBack",
+                since=at,
+                bake_started=None,
+                reason=f"revision {h} was aborted; revision {memory.stable_revision} serves",
+            )
+        )
+    if memory.state == "RolledBack" and rev.replicas >= 1:
+        s.say("Normal", "RolloutReleased", f"revision {h} is rolling out again; it is judged afresh")
+        return _start_bake(s, memory, h)
+    return None
 
 
 def _turned_off(s: _Step, memory: Memory) -> GateDecision:

@@ -22,7 +22,7 @@ PHASES = (
 class Telemetry:
     """One registry per operator, so tests and several loops in one process do not share counters."""
 
-    def __init__(self) -> None:
+    def __init__(self, active: bool = True) -> None:
         self.registry = CollectorRegistry()
         labels = ("namespace", "name")
         self.cost = Gauge(
@@ -60,7 +60,7 @@ class Telemetry:
             "1 on the instance that evaluates and acts, 0 on a standby (whose CostSLO series are dropped).",
             registry=self.registry,
         )
-        self.active.set(1)
+        self.active.set(1 if active else 0)
         self.queries = Counter("costslo_prometheus_queries", "PromQL queries sent.", registry=self.registry)
         self.writes = Counter("costslo_status_writes", "CostSLO status writes.", registry=self.registry)
         self.actions = Counter("costslo_actions", "Actions taken.", ("action",), registry=self.registry)
@@ -89,6 +89,9 @@ class Telemetry:
         for gauge in (self.cost, self.budget, self.latency):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, name)
+        for direction in ("input", "output"):
+            with contextlib.suppress(KeyError):
+                self.per_million.remove(namespace, name, direction)
         for phase in PHASES:
             with contextlib.suppress(KeyError):
                 self.phase.remove(namespace, name, phase)

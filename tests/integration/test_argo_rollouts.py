@@ -37,6 +37,7 @@ STEPS = [
             "args": [
                 {"name": "costslo", "value": "chat"},
                 {"name": "namespace", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}},
             ],
         }
     },
@@ -155,10 +156,15 @@ def test_a_canary_over_budget_fails_its_analysis_and_argo_aborts_it(
     wait_for("the gate baking the canary", lambda: gate_of(lab, ns).get("state") == "Baking", timeout=60)
     canary = gate_of(lab, ns)["revision"]
     assert canary != stable
-    wait_for("the analysis to fail", lambda: analysis_phase(lab, ns) == "Failed", timeout=180, interval=2)
-    status = status_of(lab, ns)
-    assert status["phase"] == "RolloutBlocked" and status["rollout"]["state"] == "Blocked"
+    status = wait_for(
+        "the canary judged over budget",
+        lambda: (st := status_of(lab, ns)).get("phase") == "RolloutBlocked" and st,
+        timeout=180,
+        interval=1,
+    )
+    assert status["rollout"]["state"] == "Blocked" and status["rollout"]["revision"] == canary
     assert f"over the budget ${BUDGET}" in status["message"]
+    wait_for("the analysis to fail", lambda: analysis_phase(lab, ns) == "Failed", timeout=60, interval=1)
     run = argo(lab, ns, "analysisruns")[0]
     measurements = run["status"]["metricResults"][0]["measurements"]
     assert measurements[-1]["phase"] == "Failed"
@@ -185,9 +191,10 @@ def test_a_canary_over_budget_fails_its_analysis_and_argo_aborts_it(
         e.reason for e in lab.core.list_namespaced_event(ns).items if e.involved_object.kind == "Rollout"
     }
     assert {"RolloutBaking", "RolloutBlocked"} <= reasons, reasons
-    # `costslo gate` reads the Rollout's newest revision (Argo's revision annotation and hash label).
-    gate = gate_exit(lab, ns)
-    assert gate.returncode == 1 and "breached:" in gate.stdout, gate.stdout + gate.stderr
+    # The abort ends the hold: the revision is recorded as rolled back, the phase is the fleet's again.
+    wait_for("the gate to see the abort", lambda: gate_of(lab, ns).get("state") == "RolledBack", timeout=30)
+    assert status_of(lab, ns)["phase"] != "RolloutBlocked"
+    assert "RolloutAborted" in {e.reason for e in lab.core.list_namespaced_event(ns).items}
 
 
 def test_a_canary_that_fits_passes_its_analysis_and_argo_promotes_it(
@@ -208,3 +215,6 @@ def test_a_canary_that_fits_passes_its_analysis_and_argo_promotes_it(
     run = argo(lab, ns, "analysisruns")[0]
     phases = [m["phase"] for m in run["status"]["metricResults"][0]["measurements"]]
     assert "Failed" not in phases and phases[-1] == "Successful", phases
+    # `costslo gate` finds the Rollout's newest revision (Argo's revision annotation and hash label).
+    gate = gate_exit(lab, ns)
+    assert gate.returncode == 0 and "met:" in gate.stdout, gate.stdout + gate.stderr

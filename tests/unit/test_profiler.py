@@ -70,5 +70,14 @@ def test_a_budget_no_step_meets_is_said_plainly() -> None:
     out = summarise([step(1, 2.0, 6.0), step(4, 6.0, 7.0)], SETTINGS)
     assert out["atBudget"] is None and "below what one request takes" in out["suggestion"]
     failing = Step(1, 1.0, [RequestResult(False, 0.1, None, None, None, "HTTP 404: unknown model")])
-    with pytest.raises(ValueError, match="no request succeeded in any step: HTTP 404: unknown model"):
+    with pytest.raises(ValueError, match="no step delivered 90% of its requests: HTTP 404: unknown model"):
         summarise([failing], SETTINGS)
+
+
+def test_a_step_that_mostly_fails_is_no_operating_point() -> None:
+    """Fast rejections (429s) at high concurrency look like throughput; they are not."""
+    rejected = step(128, 300.0, 0.05, n=400, failed=380)
+    out = summarise([step(8, 12.0, 3.0), step(32, 14.0, 4.8), rejected], SETTINGS)
+    assert out["capacityRequestsPerSecond"] == pytest.approx(14.0)
+    assert out["atBudget"]["concurrency"] == 32
+    assert out["steps"][-1]["failed"] == 380  # still reported, just not chosen

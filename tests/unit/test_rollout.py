@@ -338,5 +338,16 @@ def test_a_rollout_is_judged_but_never_written_argo_acts_on_the_verdict() -> Non
     d = run(deployment(old(), new(ready=1)), Memory("Stable", "aaa", "aaa"), policy=policy)
     assert d.memory.state == "Baking" and d.actions == ()
     assert "Argo Rollouts acts on it" in d.events[0].message
-    judged = run(deployment(old(2), new(ready=1)), started_at(T0), TOO_DEAR, policy, at=T0 + 601)
+    baking_canary = replace(started_at(T0), paused_by_gate=False)
+    judged = run(deployment(old(2), new(ready=1)), baking_canary, TOO_DEAR, policy, at=T0 + 601)
     assert judged.memory.state == "Blocked" and judged.blocked and judged.actions == ()
+    # Argo aborts: the canary is scaled to 0 and the stable revision serves; the gate holds nothing more.
+    aborted = run(deployment(old(3), new(replicas=0, ready=0)), judged.memory, policy=policy, at=T0 + 620)
+    assert aborted.memory.state == "RolledBack" and not aborted.holding and aborted.actions == ()
+    assert [e.reason for e in aborted.events] == ["RolloutAborted"]
+    quiet = run(deployment(old(3), new(replicas=0, ready=0)), aborted.memory, policy=policy, at=T0 + 630)
+    assert quiet.memory == aborted.memory and quiet.events == ()
+    # A retry scales the same revision up again: a new bake, and a new verdict.
+    retried = run(deployment(old(2), new(replicas=1, ready=0)), aborted.memory, policy=policy, at=T0 + 700)
+    assert retried.memory.state == "Baking" and retried.memory.bake_started is None
+    assert [e.reason for e in retried.events] == ["RolloutReleased", "RolloutBaking"]

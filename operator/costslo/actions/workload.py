@@ -47,9 +47,11 @@ class WorkloadWriter:
         self._apps = client.AppsV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
 
-    def apply(self, namespace: str, name: str, actions: Sequence[Action]) -> None:
+    def apply(self, kind: str, namespace: str, name: str, actions: Sequence[Action]) -> None:
         """A Deployment's template first (a rollback), then paused and annotations, so the bad revision
         never resumes."""
+        if kind != "Deployment":
+            raise ValueError(f"the rollout gate writes Deployments only, not a {kind}")
         json_patch, merge = gate_patch(actions)
         if json_patch:
             self._apps.patch_namespaced_deployment(

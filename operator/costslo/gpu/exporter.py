@@ -3,9 +3,14 @@
 Each scrape samples every GPU (and MIG device) once and attributes it to the pods whose processes run on
 it: NVML gives the PIDs, /proc/<pid>/cgroup the pod UID and container id, the node's pod list their names.
 A GPU shared by several pods (time-slicing) gets one series per pod, as dcgm-exporter writes them; an idle
-GPU one series without pod labels. NVML that cannot start leaves the exporter up and saying so
-(costslo_gpu_exporter_nvml_up 0, and the reason in the log), and it tries again: a driver installed after
-the DaemonSet's pod started is picked up without a restart.
+GPU one series without pod labels. Unlike dcgm-exporter, which names the pod a GPU is allocated to
+(kubelet's pod-resources API), this names the pods with a process on it: a pod still loading its weights
+shows no label until its process opens the GPU. That changes nothing in the cost: GPU time comes from the
+pods' requests in kube-state-metrics, and an idle GPU's busy fraction is 0 either way.
+
+NVML that cannot start leaves the exporter up and saying so (costslo_gpu_exporter_nvml_up 0, and the
+reason in the log), and it tries again: a driver installed after the DaemonSet's pod started is picked up
+without a restart.
 """
 
 from __future__ import annotations
@@ -74,7 +79,13 @@ class GpuExporter:
             return []
         out: list[GpuReading] = []
         self.read_errors = {}
-        for device in nvml.devices():
+        try:
+            devices = nvml.devices()
+        except Exception as exc:  # the driver lost every GPU at once (e.g. GPU_IS_LOST): say so, keep serving
+            log.warning("cannot list the GPUs", error=str(exc))
+            self.read_errors["all"] = 1
+            return []
+        for device in devices:
             sample = nvml.sample(device)
             if sample.errors:
                 key = str(device.index) if device.mig is None else f"{device.index}/{device.mig.instance_id}"
@@ -89,7 +100,11 @@ class GpuExporter:
         owners: list[dict[str, str]] = []
         for process in sample.processes:
             ref = pod_of_pid(process.pid, self._proc)
-            info = self._pods(ref.pod_uid) if ref is not None else None
+            try:
+                info = self._pods(ref.pod_uid) if ref is not None else None
+            except Exception as exc:  # the API server unreachable: the series stay, without pod labels
+                log.warning("cannot look up the node's pods", error=str(exc))
+                info = None
             if info is None or ref is None:
                 continue  # a host process, or one that exited since NVML listed it
             labels = info.labels(ref.container_id)

@@ -92,6 +92,7 @@ class PynvmlBackend:
             ) from None
         self._handles: dict[tuple[int, int | None], Any] = {}
         self._gpm_previous: dict[tuple[int, int | None], Any] = {}
+        self._gpm_unsupported: set[int] = set()  # GPUs (index) without GPM: asked once, not every scrape
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -149,6 +150,8 @@ class PynvmlBackend:
         def read(what: str, fn: Any, *args: Any) -> Any:
             try:
                 return fn(*args)
+            except (nv.NVMLError_NotSupported, nv.NVMLError_FunctionNotFound):
+                return None  # this GPU or driver has no such field: absent, as with dcgm-exporter
             except nv.NVMLError as exc:
                 errors.append(f"{what}: {exc}")
                 return None
@@ -161,7 +164,11 @@ class PynvmlBackend:
         # Power and energy belong to the whole board; a MIG device reports neither.
         power = read("power", nv.nvmlDeviceGetPowerUsage, h) if whole_gpu else None
         energy = read("energy", nv.nvmlDeviceGetTotalEnergyConsumption, h) if whole_gpu else None
-        procs = read("processes", nv.nvmlDeviceGetComputeRunningProcesses, h) or []
+        # A GPU in MIG mode lists every instance's processes (to privileged callers only): each MIG
+        # device lists its own.
+        procs = (
+            [] if device.mig_enabled else read("processes", nv.nvmlDeviceGetComputeRunningProcesses, h) or []
+        )
         return Sample(
             utilisation_percent=float(util.gpu) if util is not None else None,
             engine_active=self._engine_active(device, key, errors),
@@ -179,19 +186,27 @@ class PynvmlBackend:
         """Graphics engine activity between this sample and the last (GPM: Hopper and newer); the first
         sample of a device only starts the interval."""
         nv = self._nvml
-        if device.mig_enabled:
-            return None  # the MIG devices carry it
+        if device.mig_enabled or device.index in self._gpm_unsupported:
+            return None  # the MIG devices carry it; or this GPU has no GPM (before Hopper)
         parent = self._handles[(device.index, None)]
         with self._lock:
             try:
-                if not nv.nvmlGpmQueryDeviceSupport(parent).isSupportedDevice:
-                    return None
+                supported = bool(nv.nvmlGpmQueryDeviceSupport(parent).isSupportedDevice)
+            except nv.NVMLError:
+                supported = False  # a driver without GPM
+            if not supported:
+                self._gpm_unsupported.add(device.index)
+                return None
+            sample = None
+            try:
                 sample = nv.nvmlGpmSampleAlloc()
                 if device.mig is not None:
                     nv.nvmlGpmMigSampleGet(parent, device.mig.instance_id, sample)
                 else:
                     nv.nvmlGpmSampleGet(parent, sample)
             except nv.NVMLError as exc:
+                if sample is not None:
+                    self._call(nv.nvmlGpmSampleFree, sample)
                 errors.append(f"engine activity: {exc}")
                 return None
             previous = self._gpm_previous.get(key)
@@ -205,6 +220,9 @@ class PynvmlBackend:
                 request.sample1, request.sample2 = previous, sample
                 request.metrics[0].metricId = nv.NVML_GPM_METRIC_GRAPHICS_UTIL
                 nv.nvmlGpmMetricsGet(request)
+                if request.metrics[0].nvmlReturn != nv.NVML_SUCCESS:
+                    errors.append(f"engine activity: NVML return code {request.metrics[0].nvmlReturn}")
+                    return None
                 return max(0.0, min(1.0, float(request.metrics[0].value) / 100.0))
             except nv.NVMLError as exc:
                 errors.append(f"engine activity: {exc}")

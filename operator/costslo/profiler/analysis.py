@@ -19,6 +19,8 @@ from typing import Any
 from costslo import economics, views
 from costslo.profiler.load import Step
 
+MAX_FAILURE_RATE = 0.1
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -44,6 +46,11 @@ def _estimate(
     )
 
 
+def quantile_label(q: float) -> str:
+    """0.95 -> 'p95', 0.995 -> 'p99.5'."""
+    return f"p{q * 100:g}"
+
+
 def _round_up(value: Decimal, digits: int = 2) -> Decimal:
     """Up to `digits` significant digits: a budget just above what was measured."""
     if value <= 0:
@@ -54,11 +61,13 @@ def _round_up(value: Decimal, digits: int = 2) -> Decimal:
 
 def summarise(steps: Sequence[Step], settings: Settings) -> dict[str, Any]:
     """The report as data (camelCase, money as decimal strings): what JSON output prints as is."""
-    measured = [s for s in steps if s.delivered]
+    # A step that fails more than MAX_FAILURE_RATE of its requests (say, fast 429s) is no operating point:
+    # its throughput is not work the server can deliver.
+    measured = [s for s in steps if s.delivered and s.failure_rate <= MAX_FAILURE_RATE]
     if not measured:
         errors = sorted({e for s in steps for e in s.errors})
         why = f": {errors[0]}" if errors else ""
-        raise ValueError(f"no request succeeded in any step{why}")
+        raise ValueError(f"no step delivered {1 - MAX_FAILURE_RATE:.0%} of its requests{why}")
     capacity = max(s.finished_per_second for s in measured)
     # Saturated when the last doubling of concurrency or so no longer raised throughput much.
     ordered = sorted(measured, key=lambda s: s.concurrency)
@@ -75,8 +84,8 @@ def summarise(steps: Sequence[Step], settings: Settings) -> dict[str, Any]:
                 "seconds": round(s.wall_seconds, 3),
                 "requestsPerSecond": s.finished_per_second,
                 "deliveredPerSecond": s.delivered_per_second,
-                "latencySeconds": {"p50": s.quantile(0.5), f"p{round(q * 100)}": s.quantile(q)},
-                "ttftSeconds": {"p50": s.quantile(0.5, "ttft"), f"p{round(q * 100)}": s.quantile(q, "ttft")},
+                "latencySeconds": {"p50": s.quantile(0.5), quantile_label(q): s.quantile(q)},
+                "ttftSeconds": {"p50": s.quantile(0.5, "ttft"), quantile_label(q): s.quantile(q, "ttft")},
                 "meanInputTokens": s.mean_tokens("input"),
                 "meanOutputTokens": s.mean_tokens("output"),
                 "gpu": None
@@ -112,7 +121,7 @@ def summarise(steps: Sequence[Step], settings: Settings) -> dict[str, Any]:
     if best is None:
         out["atBudget"] = None
         out["suggestion"] = (
-            f"no step kept p{round(q * 100)} latency within {budget}s, even at concurrency "
+            f"no step kept {quantile_label(q)} latency within {budget}s, even at concurrency "
             f"{min(s.concurrency for s in measured)}: the budget is below what one request takes here"
         )
         return out

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from costslo.profiler.analysis import quantile_label
+
 
 class PlotUnavailable(RuntimeError):
     pass
@@ -19,7 +21,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise PlotUnavailable("--plot needs matplotlib: pip install 'costslo-operator[profile]'") from None
-    q = f"p{round(summary['quantile'] * 100)}"
+    q = quantile_label(summary["quantile"])
     rows = [r for r in summary["steps"] if r["costPerRequest"] is not None]
     x = [r["concurrency"] for r in rows]
     cost = [float(r["costPerRequest"]) for r in rows]

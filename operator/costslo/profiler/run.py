@@ -14,7 +14,7 @@ from rich.table import Table
 
 from costslo.economics import as_decimal
 from costslo.gpu.nvml import Nvml, NvmlUnavailable, PynvmlBackend
-from costslo.profiler.analysis import Settings, summarise
+from costslo.profiler.analysis import Settings, quantile_label, summarise
 from costslo.profiler.load import Api, Shape, Step, Target, run_step
 
 
@@ -130,7 +130,7 @@ def _step_line(step: Step, settings: Settings) -> str:
     latency = f"{p:.3g}s" if p is not None else "-"
     return (
         f"concurrency {step.concurrency:>4}: {step.finished} requests in {step.wall_seconds:.1f}s, "
-        f"{step.finished_per_second:.3g} req/s, p{round(settings.quantile * 100)} {latency}"
+        f"{step.finished_per_second:.3g} req/s, {quantile_label(settings.quantile)} {latency}"
         + (f", {step.finished - step.delivered} failed" if step.delivered < step.finished else "")
     )
 
@@ -145,7 +145,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def table(summary: dict[str, Any]) -> Table:
-    q = f"p{round(summary['quantile'] * 100)}"
+    q = quantile_label(summary["quantile"])
     budget = summary.get("latencyBudgetSeconds")
     t = Table(
         title=f"{summary.get('model')}: {summary['gpus']:g} GPU(s) at ${summary['gpuHourly']}/GPU-hour"

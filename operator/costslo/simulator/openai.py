@@ -180,7 +180,8 @@ class OpenAIServer:
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await _json(request)
         prompt = body.get("prompt", "")
-        text = " ".join(prompt) if isinstance(prompt, list) else str(prompt)
+        # A prompt may be text, a list of texts, or token ids (one word stands for one token here).
+        text = " ".join(str(p) for p in prompt) if isinstance(prompt, list) else str(prompt)
         return await self._serve(request, body, text, chat=False)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
