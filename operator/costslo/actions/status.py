@@ -77,7 +77,7 @@ def same(previous: Any, new: Any, key: str | None = None) -> bool:
 
 
 def differences(previous: Any, new: Any, path: str = "", key: str | None = None) -> list[str]:
-    """The paths (status.current.costPerRequest, ...) at which `same` finds news, for the log."""
+    """Where `same` finds news, for the log: "current.costPerRequest: '0.0002' -> '0.00025'", ..."""
     if isinstance(previous, Mapping) and isinstance(new, Mapping):
         out = []
         for k in sorted((set(previous) | set(new)) - _VOLATILE):
@@ -87,7 +87,16 @@ def differences(previous: Any, new: Any, path: str = "", key: str | None = None)
             else:
                 out.extend(differences(previous[k], new[k], where, k))
         return out
-    return [] if same(previous, new, key) else [path or "status"]
+    if isinstance(previous, list) and isinstance(new, list) and len(previous) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(previous, new, strict=True)):
+            out.extend(differences(a, b, f"{path}[{i}]", key))
+        return out
+    if same(previous, new, key):
+        return []
+    if isinstance(previous, Mapping | list) or isinstance(new, Mapping | list):
+        return [path or "status"]
+    return [f"{path or 'status'}: {previous!r} -> {new!r}"]
 
 
 def needs_write(
