@@ -92,6 +92,17 @@ class Lab:
             check=check,
         )
 
+    def kubectl_input(self, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """kubectl with `stdin` as its input (e.g. apply -f -); the caller checks the result."""
+        kubectl = Path(self.info["toolsDir"]) / "kubectl"
+        return subprocess.run(
+            [str(kubectl), "--kubeconfig", self.kubeconfig, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
     @contextmanager
     def namespace(self, prefix: str = "t") -> Iterator[str]:
         """A fresh namespace, deleted afterwards."""
