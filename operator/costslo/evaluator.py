@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 import structlog
@@ -195,8 +194,8 @@ class Evaluator:
             if seconds == long_s:
                 samples_long = (window, prices)
         verdict = judge(readings[0], readings[1], policy, Standing.from_conditions(slo.status.conditions))
-        revisions = self._revisions(spec, target, costs[0], samples_long, long_s)
-        gate = self._gate(slo, spec, revisions, now) if target.found else None
+        revisions, figures = self._revisions(spec, target, costs[0], samples_long, long_s)
+        gate = self._gate(slo, spec, figures, now) if target.found else None
         if gate is None and slo.status.rollout is not None:
             # The target is out of sight for now (deleted, or its watch has not listed it yet): what the
             # gate remembers (its own pause, rejected revisions) must survive until it is back.
@@ -277,16 +276,18 @@ class Evaluator:
         cost: CostBreakdown | None,
         samples_long: tuple[WindowSamples, Prices] | None,
         long_s: float,
-    ) -> list[dict[str, Any]]:
-        """Each revision on its own pods over the long window, with its projected cost."""
+    ) -> tuple[list[dict[str, Any]], dict[str, RevisionFigures]]:
+        """Each revision on its own pods over the long window, with its projected cost: as status says it,
+        and as the gate judges it (the numbers themselves, not their text)."""
         if samples_long is None or cost is None:
-            return []
+            return [], {}
         window, prices = samples_long
         quantile = spec.objective.latency.quantile if spec.objective.latency else 0.95
         scaling_spec = spec.enforcement.scaling
         # With scaling on, capacity follows load to the target utilisation: that is the headroom to price.
         target_u = scaling_spec.target_utilisation if scaling_spec.enabled else None
         revisions = []
+        figures: dict[str, RevisionFigures] = {}
         for rev in sorted(target.revisions, key=lambda r: whole_revision(r.revision)):
             rev_samples = window.total(rev.pods)
             usage = usage_of(rev_samples, long_s)
@@ -305,21 +306,16 @@ class Evaluator:
                     "requests": views.plain(rev_cost.requests),
                 }
             )
-        return revisions
+            figures[rev.pod_template_hash] = RevisionFigures(
+                projected_cost_per_request=projection.cost_per_request,
+                latency_seconds=rev_latency.seconds if rev_latency else None,
+                requests=rev_cost.requests,
+            )
+        return revisions, figures
 
     def _gate(
-        self, slo: SloObject, spec: api.CostSLOSpec, revisions: Sequence[Mapping[str, Any]], now: float
+        self, slo: SloObject, spec: api.CostSLOSpec, figures: Mapping[str, RevisionFigures], now: float
     ) -> GateDecision:
-        figures = {
-            str(r["podTemplateHash"]): RevisionFigures(
-                projected_cost_per_request=(
-                    None if r["projectedCostPerRequest"] is None else Decimal(r["projectedCostPerRequest"])
-                ),
-                latency_seconds=r["latencySeconds"],
-                requests=r["requests"],
-            )
-            for r in revisions
-        }
         memory = rollout.Memory.from_status(
             slo.status.rollout.model_dump(by_alias=True, exclude_none=True) if slo.status.rollout else None
         )

@@ -14,7 +14,7 @@ import yaml
 from kubernetes import client
 
 from tests.integration.test_chart import tool
-from tests.support.costslos import costslo
+from tests.support.costslos import costslo, quick_spec
 from tests.support.lab import REPO, Lab, deployment_available, wait_for
 from tests.support.operator import OperatorProcess
 from tests.support.workloads import LOAD_TIME, inference_deployment
@@ -96,13 +96,7 @@ def test_the_service_account_is_enough_to_gate_a_rollout(
     with lab.namespace("rbac-app") as app:
         lab.apps.create_namespaced_deployment(app, inference_deployment("chat", replicas=1, offered_rps=6.0))
         wait_for("chat Available", lambda: deployment_available(lab, app, "chat", 1), timeout=90)
-        body = {
-            "targetRef": {"name": "chat"},
-            "objective": {"maxCostPerRequest": "0.01"},
-            "pricing": {"gpuHourly": "3.00"},
-            "evaluation": {"windows": {"long": "1m", "short": "30s"}, "minRequests": 20},
-            "enforcement": {"rollout": {"action": "Pause", "bakeTime": "15s"}},
-        }
+        body = quick_spec(min_requests=20, enforcement={"rollout": {"action": "Pause", "bakeTime": "15s"}})
         custom.create_namespaced_custom_object(GROUP, VERSION, app, PLURAL, costslo("chat", body))
         operator = OperatorProcess(lab, logs / "operator.log", "5s", kubeconfig=kubeconfig)
         operator.start()

@@ -7,7 +7,7 @@ import time
 import pytest
 from kubernetes import client
 
-from tests.support.costslos import costslo
+from tests.support.costslos import costslo, quick_spec
 from tests.support.lab import Lab, deployment_available, wait_for
 from tests.support.operator import OperatorProcess
 from tests.support.workloads import inference_deployment
@@ -29,13 +29,7 @@ def test_a_namespaced_operator_judges_its_namespace_only(
             lab.apps.create_namespaced_deployment(
                 ns, inference_deployment("chat", replicas=1, offered_rps=5.0)
             )
-            body = {
-                "targetRef": {"name": "chat"},
-                "objective": {"maxCostPerRequest": "0.01"},
-                "pricing": {"gpuHourly": "3.00"},
-                "evaluation": {"windows": {"long": "1m", "short": "30s"}, "minRequests": 10},
-            }
-            custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, costslo("chat", body))
+            custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, costslo("chat", quick_spec()))
         for ns in names.values():
             wait_for(f"{ns} Available", lambda ns=ns: deployment_available(lab, ns, "chat", 1), timeout=90)
         operator = OperatorProcess(

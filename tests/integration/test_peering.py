@@ -11,7 +11,7 @@ import pytest
 import requests
 from kubernetes import client
 
-from tests.support.costslos import costslo
+from tests.support.costslos import costslo, quick_spec
 from tests.support.lab import Lab, deployment_available, wait_for
 from tests.support.operator import OperatorProcess
 from tests.support.workloads import inference_deployment
@@ -54,13 +54,7 @@ def peered(
     with lab.namespace("peers") as ns:
         lab.apps.create_namespaced_deployment(ns, inference_deployment("chat", replicas=1, offered_rps=5.0))
         wait_for("chat Available", lambda: deployment_available(lab, ns, "chat", 1), timeout=90)
-        body = {
-            "targetRef": {"name": "chat"},
-            "objective": {"maxCostPerRequest": "0.01"},
-            "pricing": {"gpuHourly": "3.00"},
-            "evaluation": {"windows": {"long": "1m", "short": "30s"}, "minRequests": 10},
-        }
-        custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, costslo("chat", body))
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, costslo("chat", quick_spec()))
         yield ns, tmp_path_factory.mktemp("peering")
     custom.delete_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", name)
 

@@ -17,6 +17,18 @@ def valid_spec() -> dict[str, Any]:
     }
 
 
+def quick_spec(target: str = "chat", min_requests: int = 10, **sections: Any) -> dict[str, Any]:
+    """A generous CostSLO for lab tests that need a verdict soon: 1m/30s windows, $0.01 per request."""
+    spec: dict[str, Any] = {
+        "targetRef": {"name": target},
+        "objective": {"maxCostPerRequest": "0.01"},
+        "pricing": {"gpuHourly": "3.00"},
+        "evaluation": {"windows": {"long": "1m", "short": "30s"}, "minRequests": min_requests},
+    }
+    spec.update(sections)
+    return spec
+
+
 def costslo(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "costslo.dev/v1alpha1", "kind": "CostSLO", "metadata": {"name": name}, "spec": spec}
 

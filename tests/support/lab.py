@@ -83,24 +83,17 @@ class Lab:
         resp.raise_for_status()
         return dict(resp.json())
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        kubectl = Path(self.info["toolsDir"]) / "kubectl"
-        return subprocess.run(
-            [str(kubectl), "--kubeconfig", self.kubeconfig, *args],
-            capture_output=True,
-            text=True,
-            check=check,
-        )
-
-    def kubectl_input(self, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
-        """kubectl with `stdin` as its input (e.g. apply -f -); the caller checks the result."""
+    def kubectl(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The lab's kubectl; `stdin` feeds e.g. `apply -f -`."""
         kubectl = Path(self.info["toolsDir"]) / "kubectl"
         return subprocess.run(
             [str(kubectl), "--kubeconfig", self.kubeconfig, *args],
             input=stdin,
             capture_output=True,
             text=True,
-            check=False,
+            check=check,
         )
 
     @contextmanager
