@@ -9,13 +9,7 @@ from typing import Any
 
 from costslo import api
 from costslo.actions.status import HEARTBEAT_SECONDS
-from costslo.inventory import (
-    REVISION_ANNOTATION,
-    ROLLOUT_HASH_LABEL,
-    ROLLOUT_REVISION_ANNOTATION,
-    TEMPLATE_HASH_LABEL,
-    whole_revision,
-)
+from costslo.inventory import hash_of, revision_of, whole_revision
 
 MET, BREACHED, NO_VERDICT = 0, 1, 2
 STALE_AFTER_SECONDS = 2 * HEARTBEAT_SECONDS
@@ -38,12 +32,9 @@ def current_revision(apps: Any, namespace: str, workload: str, kind: str = "Depl
         owners = rs.metadata.owner_references or []
         if not any(o.kind == kind and o.name == workload for o in owners):
             continue
-        annotations, labels = rs.metadata.annotations or {}, rs.metadata.labels or {}
-        revision = whole_revision(
-            annotations.get(REVISION_ANNOTATION) or annotations.get(ROLLOUT_REVISION_ANNOTATION)
-        )
+        revision = whole_revision(revision_of(rs.metadata.annotations or {}))
         if revision > best:
-            newest, best = labels.get(TEMPLATE_HASH_LABEL) or labels.get(ROLLOUT_HASH_LABEL), revision
+            newest, best = hash_of(rs.metadata.labels or {}), revision
     return newest
 
 

@@ -119,8 +119,7 @@ class Inventory:
         # Deleted ReplicaSets stay known: their pods may still count in the window.
         if owner is not None:
             self._rs_owner[key] = owner
-        annotations = meta.get("annotations") or {}
-        revision = annotations.get(REVISION_ANNOTATION) or annotations.get(ROLLOUT_REVISION_ANNOTATION)
+        revision = revision_of(meta.get("annotations") or {})
         self._rs_revision[key] = revision
         known = self._replicasets.get(key)
         new = known is None or known.revision.number != whole_revision(revision)
@@ -133,9 +132,7 @@ class Inventory:
             workload,
             Revision(
                 pod_template_hash=str(
-                    labels.get(TEMPLATE_HASH_LABEL)
-                    or labels.get(ROLLOUT_HASH_LABEL)
-                    or template_hash(key[1], workload[1] if workload else "")
+                    hash_of(labels) or template_hash(key[1], workload[1] if workload else "")
                 ),
                 number=whole_revision(revision),
                 template=without_hash_label(spec.get("template") or {}),
@@ -275,6 +272,16 @@ class Inventory:
                 RevisionPods(h, revisions[h], tuple(sorted(pods))) for h, pods in sorted(by_hash.items())
             ),
         )
+
+
+def revision_of(annotations: Mapping[str, str]) -> str | None:
+    """A ReplicaSet's revision number as its Deployment or Rollout controller wrote it."""
+    return annotations.get(REVISION_ANNOTATION) or annotations.get(ROLLOUT_REVISION_ANNOTATION)
+
+
+def hash_of(labels: Mapping[str, str]) -> str | None:
+    """A ReplicaSet's (or pod's) pod-template hash, in the Deployment controller's or Argo's label."""
+    return labels.get(TEMPLATE_HASH_LABEL) or labels.get(ROLLOUT_HASH_LABEL)
 
 
 def whole_revision(text: str | None) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costslo import kubeclient
+from costslo.inventory import hash_of
 from costslo.kubeobjects import GPU_RESOURCE, controller_of, gpus_requested, whole
 from costslo.simulator.profiles import OFFERED_LOAD_ANNOTATION
 
@@ -115,8 +116,7 @@ def build_view(
                 annotations=annotations,
                 group=group,
                 replicaset=replicaset,
-                pod_template_hash=(meta.get("labels") or {}).get("pod-template-hash")
-                or (meta.get("labels") or {}).get("rollouts-pod-template-hash"),
+                pod_template_hash=hash_of(meta.get("labels") or {}),
             )
         )
 
