@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
+
 from costslo import api
 from costslo.actions.status import HEARTBEAT_SECONDS
 from costslo.inventory import hash_of, revision_of, whole_revision
@@ -60,15 +62,31 @@ def wait_for_verdict(
             obj: dict[str, Any] = dict(
                 custom.get_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL, name)  # type: ignore[call-overload]
             )
+            ref = (obj.get("spec") or {}).get("targetRef") or {}
+            revision = current_revision(apps, namespace, ref.get("name", ""), ref.get("kind", "Deployment"))
         except ApiException as exc:
             if exc.status == 404:
                 raise GateError(f"no CostSLO {name} in namespace {namespace}") from None
-            raise GateError(f"cannot read CostSLO {namespace}/{name}: {exc.reason}") from None
+            if exc.status in (401, 403):
+                raise GateError(
+                    f"not allowed to read {namespace}/{name} or its ReplicaSets: {exc.reason}"
+                ) from None
+            problem = f"the API server answered {exc.status} {exc.reason}"
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            problem = f"cannot reach the API server ({type(exc).__name__}: {exc})"
+        else:
+            problem = ""
+        # An unreachable API server is not a breach: keep trying until the timeout, then say "no verdict".
+        if problem:
+            if time.time() - started >= timeout:
+                say(f"no verdict within {timeout:g}s: {problem}")
+                return NO_VERDICT
+            say(f"waiting ({time.time() - started:.0f}s): {problem}; retrying")
+            time.sleep(poll)
+            continue
         status = obj.get("status") or {}
         phase = status.get("phase")
         generation = obj["metadata"].get("generation")
-        ref = (obj.get("spec") or {}).get("targetRef") or {}
-        revision = current_revision(apps, namespace, ref.get("name", ""), ref.get("kind", "Deployment"))
         judged_revisions = {r.get("podTemplateHash") for r in status.get("revisions") or []}
         # Status is rewritten only when it says something new (or on a 5-minute heartbeat), so a verdict
         # of this generation and revision counts unless the operator has been silent for longer than that.
