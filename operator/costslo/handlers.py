@@ -22,6 +22,14 @@ def configure(settings: OperatorSettings) -> None:
     _settings = settings
 
 
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    # Watches and writes must reach the same cluster as the same identity: --kubeconfig wins for both.
+    if _settings is not None and _settings.kubeconfig:
+        return kubeclient.connection_info(_settings.kubeconfig, trust_env=settings.networking.trust_env)
+    return kopf.login_via_client(settings=settings, **kwargs)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     if _settings is None:

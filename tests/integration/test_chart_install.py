@@ -99,7 +99,11 @@ def test_the_service_account_is_enough_to_gate_a_rollout(
         wait_for("chat Available", lambda: deployment_available(lab, app, "chat", 1), timeout=90)
         body = quick_spec(min_requests=20, enforcement={"rollout": {"action": "Pause", "bakeTime": "15s"}})
         custom.create_namespaced_custom_object(GROUP, VERSION, app, PLURAL, costslo("chat", body))
-        operator = OperatorProcess(lab, logs / "operator.log", "5s", kubeconfig=kubeconfig)
+        # The token's kubeconfig given as --kubeconfig, with $KUBECONFIG naming no file: the watches as well
+        # as the writes must follow the flag (the default kubeconfig is not there to fall back on).
+        operator = OperatorProcess(
+            lab, logs / "operator.log", "5s", "--kubeconfig", kubeconfig, kubeconfig=str(logs / "absent")
+        )
         operator.start()
         try:
 
