@@ -389,8 +389,9 @@ def run(
     log_format: LogFormatOption = "auto",
 ) -> None:
     """Run the operator: keep every CostSLO's status live from Prometheus."""
-    from costslo import api
+    from costslo import api, kubeclient
     from costslo.metrics.prometheus import PrometheusConfig
+    from costslo.pricing import CatalogError, read_catalog
     from costslo.runtimes import LabelConfig
     from costslo.settings import OperatorSettings
     from costslo.standby import Peering
@@ -416,6 +417,16 @@ def run(
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    # What the user gave is checked here, once: inside kopf's startup a bad file is retried every minute.
+    try:
+        if price_catalog is not None:
+            read_catalog(price_catalog)
+        kubeclient.api_client(kubeconfig)
+    except CatalogError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # kubernetes' ConfigException, a kubeconfig that is not YAML, and the like
+        where = f"--kubeconfig {kubeconfig}" if kubeconfig else "in-cluster or default kubeconfig"
+        raise _fail(f"cannot load Kubernetes credentials ({where}): {exc}") from None
     import kopf
 
     from costslo import handlers
