@@ -297,6 +297,10 @@ def report(
         raise typer.Exit(1)
 
 
+def _credentials(kubeconfig: str | None) -> str:
+    return f"--kubeconfig {kubeconfig}" if kubeconfig else "in-cluster or default kubeconfig"
+
+
 def _header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
@@ -425,8 +429,7 @@ def run(
     except CatalogError as exc:
         raise _fail(str(exc)) from None
     except Exception as exc:  # kubernetes' ConfigException, a kubeconfig that is not YAML, and the like
-        where = f"--kubeconfig {kubeconfig}" if kubeconfig else "in-cluster or default kubeconfig"
-        raise _fail(f"cannot load Kubernetes credentials ({where}): {exc}") from None
+        raise _fail(f"cannot load Kubernetes credentials ({_credentials(kubeconfig)}): {exc}") from None
     import kopf
 
     from costslo import handlers
@@ -558,7 +561,11 @@ def gpu_exporter(
     from costslo.gpu.nvml import PynvmlBackend
 
     logconfig.configure(log_format)
-    pods = node_pods(kubeconfig, node).lookup if node else (lambda _uid: None)
+    try:
+        pods = node_pods(kubeconfig, node).lookup if node else (lambda _uid: None)
+    except Exception as exc:  # kubernetes' ConfigException, a kubeconfig that is not YAML, and the like
+        where = _credentials(kubeconfig)
+        raise _fail(f"--node {node} needs Kubernetes credentials to list its pods ({where}): {exc}") from None
     exporter = GpuExporter(PynvmlBackend, hostname or node or socket.gethostname(), pods, proc)
     if once:
         # Engine activity (GPM) is a difference between two samples: prime it, then read.

@@ -71,3 +71,10 @@ def test_run_refuses_missing_credentials_before_starting(tmp_path: Path, given: 
     where = f"--kubeconfig {not_a_kubeconfig}" if given else "in-cluster or default kubeconfig"
     assert f"error: cannot load Kubernetes credentials ({where})" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_the_gpu_exporter_refuses_a_node_without_credentials(tmp_path: Path) -> None:
+    result = costslo("gpu-exporter", "--node", "gpu-0", "--once", env={"HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: --node gpu-0 needs Kubernetes credentials to list its pods" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
