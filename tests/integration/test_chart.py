@@ -422,7 +422,10 @@ def test_rendered_crds_are_the_repository_crds(helm_env: dict[str, str]) -> None
     assert rendered.keys() == expected.keys()
     for name, crd in rendered.items():
         meta = crd["metadata"]
-        assert meta["annotations"] == {"helm.sh/resource-policy": "keep"}, name
+        assert meta["annotations"] == {
+            "helm.sh/resource-policy": "keep",
+            "argocd.argoproj.io/sync-options": "Delete=false,Prune=false",
+        }, name
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
         stripped = copy.deepcopy(crd)
         del stripped["metadata"]["labels"], stripped["metadata"]["annotations"]
