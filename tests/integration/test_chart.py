@@ -33,6 +33,7 @@ import pytest
 import typer
 import yaml
 
+from costslo import api
 from costslo.cli import app as cli_app
 from costslo.pricing import load_catalog
 from costslo.telemetry import PHASES, Telemetry
@@ -927,6 +928,30 @@ def test_gate_job(helm_env: dict[str, str]) -> None:
     assert not find(render(helm_env), "Job")
     run = helm(helm_env, "template", RELEASE, str(CHART), "--set", "gateJob.enabled=true", check=False)
     assert run.returncode != 0 and "gateJob.costslos" in run.stderr
+
+
+def test_the_standalone_gate_job_example_matches_the_charts(helm_env: dict[str, str]) -> None:
+    """examples/argocd/gate-job.yaml is the chart's gate for an application's own Application: the same
+    hook, the same least-privilege Role, real `costslo gate` flags, this release's image."""
+    example = list(yaml.safe_load_all((REPO / "examples" / "argocd" / "gate-job.yaml").read_text()))
+    chart = render(helm_env, *scenario("gate-values.yaml"))
+    job = one(example, "Job")
+    hook = {k: v for k, v in job["metadata"]["annotations"].items() if k.startswith("argocd.argoproj.io/")}
+    charts_hook = one(chart, "Job")["metadata"]["annotations"]
+    assert hook == {k: v for k, v in charts_hook.items() if k.startswith("argocd.argoproj.io/")}
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["costslo"]
+    assert_flags_exist(container["args"], "gate")
+    timeout = api.parse_duration(flag_values(container["args"], "--timeout")[0]).total_seconds()
+    assert job["spec"]["activeDeadlineSeconds"] > timeout
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert container["image"] == f"ghcr.io/costslo/costslo:{app_version}"
+    account = job["spec"]["template"]["spec"]["serviceAccountName"]
+    (charts_role,) = [r for r in find(chart, "Role") if r["metadata"]["name"].endswith("-gate")]
+    assert rules_by_resource(one(example, "Role", account)) == rules_by_resource(charts_role)
+    binding = one(example, "RoleBinding")
+    assert binding["roleRef"]["name"] == account
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "ml"}]
 
 
 def test_gpu_exporter_daemonset(helm_env: dict[str, str]) -> None:

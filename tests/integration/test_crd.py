@@ -50,7 +50,7 @@ def test_invalid_costslo_is_rejected_naming_the_field(
 
 
 # API groups the lab serves (Argo Rollouts' CRDs included); Flagger's Canary is checked for shape only.
-SERVED_GROUPS = {"costslo.dev", "apps", "argoproj.io", ""}
+SERVED_GROUPS = {"costslo.dev", "apps", "argoproj.io", "batch", "rbac.authorization.k8s.io", ""}
 
 
 def test_every_example_applies(lab: Lab, costslo_crd: None) -> None:
