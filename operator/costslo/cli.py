@@ -482,7 +482,13 @@ def profile(
             envvar="COSTSLO_PROFILE_API_KEY", help="Bearer token for the endpoint, if it wants one."
         ),
     ] = None,
-    nvml: Annotated[bool, typer.Option(help="Sample a local GPU through NVML during each step.")] = True,
+    nvml: Annotated[
+        bool | None,
+        typer.Option(
+            help="Sample this machine's GPUs (every full GPU, averaged) through NVML during each step. "
+            "Default: only when --url is on this machine (localhost or a loopback address).",
+        ),
+    ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of cost and latency vs concurrency.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the request mix.")] = 0,
     output: OutputOption = "table",
@@ -511,7 +517,8 @@ def profile(
         raise _fail(str(exc)) from None
     err = Console(stderr=True)
     try:
-        summary = asyncio.run(run.profile(target, plan, settings, err, nvml, seed))
+        wanted = run.is_local(url) if nvml is None else nvml
+        summary = asyncio.run(run.profile(target, plan, settings, err, wanted, seed))
     except ValueError as exc:
         raise _fail(str(exc)) from None
     if plot is not None:

@@ -81,3 +81,21 @@ def test_a_step_that_mostly_fails_is_no_operating_point() -> None:
     assert out["capacityRequestsPerSecond"] == pytest.approx(14.0)
     assert out["atBudget"]["concurrency"] == 32
     assert out["steps"][-1]["failed"] == 380  # still reported, just not chosen
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://localhost:8000", True),
+        ("http://127.0.0.1:28400", True),
+        ("http://127.0.0.2:8000/v1", True),
+        ("http://[::1]:8000", True),
+        ("https://vllm.ml.svc:8000", False),
+        ("http://10.0.0.7:8000", False),
+        ("http://[2001:db8::1]:8000", False),
+    ],
+)
+def test_local_gpus_are_sampled_only_for_an_endpoint_on_this_machine(url: str, local: bool) -> None:
+    from costslo.profiler.run import is_local
+
+    assert is_local(url) is local

@@ -3,10 +3,12 @@ the summary, and its table."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -66,6 +68,17 @@ def parse(
     # Four rounds per client: the first and last are partly ramp, the middle ones steady.
     counts = tuple(requests_per_step or max(16, 4 * c) for c in levels)
     return settings, target, Plan(levels, counts, tuple(Shape.parse(m) for m in mix))
+
+
+def is_local(url: str) -> bool:
+    """Whether the endpoint runs on this machine, so that this machine's GPUs are the ones serving it."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _nvml(wanted: bool, err: Console) -> Nvml | None:
