@@ -172,3 +172,46 @@ def test_verbs_it_needs_are_allowed(lab: Lab, installed: tuple[str, str], verb: 
         "auth", "can-i", verb, resource, "-A", f"--as=system:serviceaccount:{ns}:{sa}", check=False
     ).stdout.strip()
     assert answer == "yes"
+
+
+def test_crds_applied_by_hand_are_adopted_upgraded_and_kept(lab: Lab, costslo_crd: None) -> None:
+    """The upgrade path charts/README.md gives: the CRD from `kubectl apply -f crds/` adopted by a release
+    with crds.install=true, changed by `helm upgrade`, and left in place, CostSLOs and all, by uninstall."""
+    crd, release = "costslos.costslo.dev", "costslo-crds"
+    ext = client.ApiextensionsV1Api(lab.api)
+    custom = client.CustomObjectsApi(lab.api)
+    with lab.namespace("costslo-crds") as ns, lab.namespace("crd-app") as app:
+        custom.create_namespaced_custom_object(GROUP, VERSION, app, PLURAL, costslo("chat", quick_spec()))
+        lab.kubectl("label", "crd", crd, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+        lab.kubectl(
+            "annotate",
+            "crd",
+            crd,
+            f"meta.helm.sh/release-name={release}",
+            f"meta.helm.sh/release-namespace={ns}",
+            "--overwrite",
+        )
+        chart = [str(REPO / "charts" / "costslo"), "-n", ns, "--set", "crds.peering=false"]
+        try:
+            helm(lab, "install", release, *chart, "--set", f"prometheus.url={lab.prometheus_url}")
+            meta = ext.read_custom_resource_definition(crd).metadata
+            assert meta.labels["app.kubernetes.io/instance"] == release
+            assert meta.annotations["helm.sh/resource-policy"] == "keep"
+            helm(lab, "upgrade", release, *chart, "--reuse-values", "--set", "commonLabels.team=ml-platform")
+            assert ext.read_custom_resource_definition(crd).metadata.labels["team"] == "ml-platform"
+            helm(lab, "uninstall", release, "-n", ns)
+            assert ext.read_custom_resource_definition(crd).metadata.labels["team"] == "ml-platform"
+            assert custom.get_namespaced_custom_object(GROUP, VERSION, app, PLURAL, "chat")["spec"]
+        finally:
+            helm_quietly = [str(tool("helm")), "--kubeconfig", lab.kubeconfig, "uninstall", release, "-n", ns]
+            subprocess.run(helm_quietly, capture_output=True, timeout=120)
+            # Back to a CRD that no release claims, as the rest of the suite expects.
+            lab.kubectl("label", "crd", crd, "team-", "app.kubernetes.io/managed-by-", check=False)
+            lab.kubectl(
+                "annotate",
+                "crd",
+                crd,
+                "meta.helm.sh/release-name-",
+                "meta.helm.sh/release-namespace-",
+                check=False,
+            )
