@@ -297,6 +297,19 @@ def report(
         raise typer.Exit(1)
 
 
+MIN_INTERVAL_SECONDS = 5.0
+
+
+def _interval(text: str) -> float:
+    from costslo import api
+
+    seconds = api.parse_duration(text).total_seconds()
+    if seconds < MIN_INTERVAL_SECONDS:
+        # Every cycle queries Prometheus for every runtime and window; Prometheus scrapes every 15-30 s.
+        raise ValueError(f"--interval {text} is too short: at least {MIN_INTERVAL_SECONDS:g}s (default 30s)")
+    return seconds
+
+
 def _credentials(kubeconfig: str | None) -> str:
     return f"--kubeconfig {kubeconfig}" if kubeconfig else "in-cluster or default kubeconfig"
 
@@ -393,7 +406,7 @@ def run(
     log_format: LogFormatOption = "auto",
 ) -> None:
     """Run the operator: keep every CostSLO's status live from Prometheus."""
-    from costslo import api, kubeclient
+    from costslo import kubeclient
     from costslo.metrics.prometheus import PrometheusConfig
     from costslo.pricing import CatalogError, read_catalog
     from costslo.runtimes import LabelConfig
@@ -408,7 +421,7 @@ def run(
                 bearer_token_file=bearer_token_file,
                 headers=dict(_header(h) for h in header or []),
             ),
-            interval_seconds=api.parse_duration(interval).total_seconds(),
+            interval_seconds=_interval(interval),
             namespaces=tuple(namespace or ()),
             labels=LabelConfig.from_modes(pod_labels, gpu_labels),  # type: ignore[arg-type]
             price_catalog=price_catalog,

@@ -930,6 +930,11 @@ def test_gate_job(helm_env: dict[str, str]) -> None:
     assert run.returncode != 0 and "gateJob.costslos" in run.stderr
 
 
+def test_one_port_for_both_servers_is_refused(helm_env: dict[str, str]) -> None:
+    run = helm(helm_env, "template", RELEASE, str(CHART), "--set", "ports.http=8080", check=False)
+    assert run.returncode != 0 and "ports.http and ports.liveness must differ" in run.stderr
+
+
 def test_the_standalone_gate_job_example_matches_the_charts(helm_env: dict[str, str]) -> None:
     """examples/argocd/gate-job.yaml is the chart's gate for an application's own Application: the same
     hook, the same least-privilege Role, real `costslo gate` flags, this release's image."""

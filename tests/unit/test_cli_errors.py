@@ -78,3 +78,11 @@ def test_the_gpu_exporter_refuses_a_node_without_credentials(tmp_path: Path) -> 
     assert result.returncode == 2, result.stdout + result.stderr
     assert "error: --node gpu-0 needs Kubernetes credentials to list its pods" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_run_refuses_an_interval_that_would_hammer_prometheus(tmp_path: Path) -> None:
+    result = costslo(
+        "run", "--prometheus-url", "http://127.0.0.1:9", "--interval", "0s", env={"HOME": str(tmp_path)}
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: --interval 0s is too short: at least 5s" in result.stderr
