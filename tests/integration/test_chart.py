@@ -663,18 +663,17 @@ def test_price_catalog_is_mounted_from_a_configmap(helm_env: dict[str, str]) -> 
 # --- RBAC -----------------------------------------------------------------------------------------
 
 NAMESPACED_RULES = {
-    ("costslo.dev", "costslos"): {"get", "list", "watch", "patch"},
-    ("costslo.dev", "costslos/status"): {"get", "patch", "update"},
+    ("costslo.dev", "costslos"): {"get", "list", "watch"},
+    ("costslo.dev", "costslos/status"): {"patch"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
-    ("apps", "deployments/scale"): {"get", "patch", "update"},
+    ("apps", "deployments/scale"): {"patch"},
     ("apps", "replicasets"): {"get", "list", "watch"},
     ("", "pods"): {"get", "list", "watch"},
     ("argoproj.io", "rollouts"): {"get", "list", "watch", "patch"},
-    ("argoproj.io", "rollouts/scale"): {"get", "patch", "update"},
+    ("argoproj.io", "rollouts/scale"): {"patch"},
     ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch"},
     ("keda.sh", "scaledobjects"): {"get", "list", "watch"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "events"): {"create"},
 }
 FORBIDDEN_RESOURCES = ("secrets", "configmaps", "serviceaccounts", "roles", "clusterroles", "rolebindings")
 FORBIDDEN_VERBS = {"delete", "deletecollection", "escalate", "bind", "impersonate"}

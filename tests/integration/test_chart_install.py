@@ -135,6 +135,16 @@ def test_the_service_account_is_enough_to_gate_a_rollout(
             operator.stop()
 
 
+def can_i(lab: Lab, installed: tuple[str, str], verb: str, resource: str) -> str:
+    """`kubectl auth can-i` as the chart's ServiceAccount; RESOURCE may name a subresource after a colon."""
+    ns, sa = installed
+    resource, _, subresource = resource.partition(":")
+    extra = [f"--subresource={subresource}"] if subresource else []
+    return lab.kubectl(
+        "auth", "can-i", verb, resource, *extra, "-A", f"--as=system:serviceaccount:{ns}:{sa}", check=False
+    ).stdout.strip()
+
+
 @pytest.mark.parametrize(
     ("verb", "resource"),
     [
@@ -143,6 +153,10 @@ def test_the_service_account_is_enough_to_gate_a_rollout(
         ("create", "deployments"),
         ("update", "deployments"),
         ("delete", "costslos.costslo.dev"),
+        ("patch", "costslos.costslo.dev"),
+        ("update", "costslos.costslo.dev:status"),
+        ("update", "deployments:scale"),
+        ("patch", "events"),
         ("create", "pods"),
         ("create", "clusterrolebindings"),
     ],
@@ -150,28 +164,22 @@ def test_the_service_account_is_enough_to_gate_a_rollout(
 def test_verbs_it_does_not_need_are_denied(
     lab: Lab, installed: tuple[str, str], verb: str, resource: str
 ) -> None:
-    ns, sa = installed
-    answer = lab.kubectl(
-        "auth", "can-i", verb, resource, "-A", f"--as=system:serviceaccount:{ns}:{sa}", check=False
-    ).stdout.strip()
-    assert answer == "no"
+    assert can_i(lab, installed, verb, resource) == "no"
 
 
 @pytest.mark.parametrize(
     ("verb", "resource"),
     [
         ("patch", "deployments"),
-        ("patch", "costslos.costslo.dev/status"),
+        ("patch", "costslos.costslo.dev:status"),
+        ("patch", "deployments:scale"),
+        ("patch", "rollouts.argoproj.io:scale"),
         ("create", "events"),
         ("watch", "pods"),
     ],
 )
 def test_verbs_it_needs_are_allowed(lab: Lab, installed: tuple[str, str], verb: str, resource: str) -> None:
-    ns, sa = installed
-    answer = lab.kubectl(
-        "auth", "can-i", verb, resource, "-A", f"--as=system:serviceaccount:{ns}:{sa}", check=False
-    ).stdout.strip()
-    assert answer == "yes"
+    assert can_i(lab, installed, verb, resource) == "yes"
 
 
 def test_crds_applied_by_hand_are_adopted_upgraded_and_kept(lab: Lab, costslo_crd: None) -> None:

@@ -73,20 +73,22 @@ app.kubernetes.io/component: operator
 {{- toYaml (uniq .Values.watchNamespaces) }}
 {{- end }}
 
-{{/* The rules the operator needs on namespaced resources, the same cluster-wide or per namespace. */}}
+{{/* The rules the operator needs on namespaced resources, the same cluster-wide or per namespace: the
+verbs its calls use and no more (status and scale are written by patch; kopf's own Events are off, and its
+event handlers keep no state on the CostSLO, so the CostSLO itself is only read). */}}
 {{- define "costslo.namespacedRules" -}}
 - apiGroups: ["costslo.dev"]
   resources: ["costslos"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["costslo.dev"]
   resources: ["costslos/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
   verbs: ["get", "list", "watch"]
@@ -98,7 +100,7 @@ app.kubernetes.io/component: operator
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["argoproj.io"]
   resources: ["rollouts/scale"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch"]
@@ -107,10 +109,7 @@ app.kubernetes.io/component: operator
   verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/* Cluster-scoped reads: nodes (GPU products and prices) and CRDs (kopf's resource scanning). */}}
