@@ -310,8 +310,15 @@ def _interval(text: str) -> float:
     return seconds
 
 
-def _credentials(kubeconfig: str | None) -> str:
-    return f"--kubeconfig {kubeconfig}" if kubeconfig else "in-cluster or default kubeconfig"
+def _kube_client(kubeconfig: str | None, purpose: str) -> Any:
+    """The API client, or one `error:` line naming where the credentials were looked for."""
+    from costslo import kubeclient
+
+    try:
+        return kubeclient.api_client(kubeconfig)
+    except Exception as exc:  # kubernetes' ConfigException, a kubeconfig that is not YAML, and the like
+        where = f"--kubeconfig {kubeconfig}" if kubeconfig else "in-cluster or default kubeconfig"
+        raise _fail(f"{purpose} ({where}): {exc}") from None
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -406,9 +413,8 @@ def run(
     log_format: LogFormatOption = "auto",
 ) -> None:
     """Run the operator: keep every CostSLO's status live from Prometheus."""
-    from costslo import kubeclient
     from costslo.metrics.prometheus import PrometheusConfig
-    from costslo.pricing import CatalogError, read_catalog
+    from costslo.pricing import read_catalog
     from costslo.runtimes import LabelConfig
     from costslo.settings import OperatorSettings
     from costslo.standby import Peering
@@ -424,7 +430,8 @@ def run(
             interval_seconds=_interval(interval),
             namespaces=tuple(namespace or ()),
             labels=LabelConfig.from_modes(pod_labels, gpu_labels),  # type: ignore[arg-type]
-            price_catalog=price_catalog,
+            # Read here, once: inside kopf's startup a bad file would be retried every minute.
+            price_catalog=read_catalog(price_catalog) if price_catalog else None,
             kubeconfig=kubeconfig,
             http_host=http.rpartition(":")[0] or "0.0.0.0",
             http_port=_port(http),
@@ -434,20 +441,12 @@ def run(
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    # What the user gave is checked here, once: inside kopf's startup a bad file is retried every minute.
-    try:
-        if price_catalog is not None:
-            read_catalog(price_catalog)
-        kubeclient.api_client(kubeconfig)
-    except CatalogError as exc:
-        raise _fail(str(exc)) from None
-    except Exception as exc:  # kubernetes' ConfigException, a kubeconfig that is not YAML, and the like
-        raise _fail(f"cannot load Kubernetes credentials ({_credentials(kubeconfig)}): {exc}") from None
+    api_client = _kube_client(kubeconfig, "cannot load Kubernetes credentials")
     import kopf
 
     from costslo import handlers
 
-    handlers.configure(settings)
+    handlers.configure(settings, api_client)
     kopf.run(
         clusterwide=not namespace,
         namespaces=list(namespace or []),
@@ -577,15 +576,14 @@ def gpu_exporter(
     import socket
     import time
 
-    from costslo.gpu.exporter import GpuExporter, node_pods, serve
+    from costslo.gpu.exporter import GpuExporter, serve
     from costslo.gpu.nvml import PynvmlBackend
+    from costslo.gpu.pods import NodePods
 
     logconfig.configure(log_format)
-    try:
-        pods = node_pods(kubeconfig, node).lookup if node else (lambda _uid: None)
-    except Exception as exc:  # kubernetes' ConfigException, a kubeconfig that is not YAML, and the like
-        where = _credentials(kubeconfig)
-        raise _fail(f"--node {node} needs Kubernetes credentials to list its pods ({where}): {exc}") from None
+    needs = f"--node {node} needs Kubernetes credentials to list its pods"
+    api_client = _kube_client(kubeconfig, needs) if node else None
+    pods = NodePods.from_api(api_client, node).lookup if node else (lambda _uid: None)
     exporter = GpuExporter(PynvmlBackend, hostname or node or socket.gethostname(), pods, proc)
     if once:
         # Engine activity (GPM) is a difference between two samples: prime it, then read.

@@ -14,12 +14,14 @@ from costslo.loop import OperatorLoop
 from costslo.settings import OperatorSettings
 
 _settings: OperatorSettings | None = None
+_api_client: Any = None
 
 
-def configure(settings: OperatorSettings) -> None:
-    """Settings for the next operator start (kopf calls the handlers; `costslo run` calls this first)."""
-    global _settings
-    _settings = settings
+def configure(settings: OperatorSettings, api_client: Any) -> None:
+    """Settings and API client for the next operator start (kopf calls the handlers; `costslo run` calls
+    this first, having built the client from the same kubeconfig kopf logs in with)."""
+    global _settings, _api_client
+    _settings, _api_client = settings, api_client
 
 
 @kopf.on.login()
@@ -40,7 +42,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.enabled = False  # our own Events carry the numbers
     # Every status write comes back as a watch event; kopf's per-handler success lines would drown the log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    memo.loop = OperatorLoop(_settings, kubeclient.api_client(_settings.kubeconfig))
+    memo.loop = OperatorLoop(_settings, _api_client)
     memo.task = asyncio.create_task(memo.loop.run())
     memo.http = await server.start(
         memo.loop.verdict, _settings.http_host, _settings.http_port, memo.loop.telemetry.exposition

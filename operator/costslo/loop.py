@@ -20,7 +20,6 @@ from costslo.actions.workload import WorkloadWriter, action_name
 from costslo.evaluator import Evaluation, Evaluator, EvaluatorConfig, SloObject
 from costslo.inventory import Inventory
 from costslo.metrics.prometheus import PrometheusClient
-from costslo.pricing import read_catalog
 from costslo.rollout import Resume
 from costslo.settings import OperatorSettings
 from costslo.standby import PeerCheck
@@ -72,8 +71,9 @@ class OperatorLoop:
         self.inventory = Inventory()
         self.slos: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.client = PrometheusClient(settings.prometheus)
-        catalog = read_catalog(settings.price_catalog) if settings.price_catalog else None
-        self.evaluator = Evaluator(self.client, self.inventory, EvaluatorConfig(settings.labels, catalog))
+        self.evaluator = Evaluator(
+            self.client, self.inventory, EvaluatorConfig(settings.labels, settings.price_catalog)
+        )
         self.writer = StatusWriter(api_client)
         self.workloads = WorkloadWriter(api_client)
         self._wake: asyncio.Event | None = None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from costslo.metrics.prometheus import PrometheusConfig
+from costslo.pricing import PriceCatalog
 from costslo.runtimes import LabelConfig
 from costslo.standby import Peering
 
@@ -16,7 +16,7 @@ class OperatorSettings:
     interval_seconds: float = 30.0
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     labels: LabelConfig = field(default_factory=LabelConfig)
-    price_catalog: Path | None = None
+    price_catalog: PriceCatalog | None = None
     kubeconfig: str | None = None
     http_host: str = "0.0.0.0"
     http_port: int = 8081  # /verdict

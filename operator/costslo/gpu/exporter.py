@@ -23,12 +23,11 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from costslo import kubeclient
 from costslo.exposition import Family, labels_of, render
 from costslo.gpu.cgroups import pod_of_pid
 from costslo.gpu.dcgm import GpuReading, dcgm_families
 from costslo.gpu.nvml import Device, Nvml, NvmlUnavailable, Sample
-from costslo.gpu.pods import NodePods, PodInfo
+from costslo.gpu.pods import PodInfo
 
 log = structlog.get_logger(__name__)
 RETRY_SECONDS = 30.0
@@ -178,7 +177,3 @@ async def serve(exporter: GpuExporter, host: str, port: int) -> None:
     finally:
         await runner.cleanup()
         exporter.close()
-
-
-def node_pods(kubeconfig: str | None, node: str) -> NodePods:
-    return NodePods.from_api(kubeclient.api_client(kubeconfig), node)
