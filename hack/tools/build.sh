@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the lab's tools from Go modules into a cache outside the repository.
 #
-#   hack/tools/build.sh            build whatever is missing or out of date
-#   hack/tools/build.sh --list     print the pinned versions and where each binary lives
+#   hack/tools/build.sh               build whatever is missing or out of date
+#   hack/tools/build.sh glua helm     build only the named tools (same cache, same stamps)
+#   hack/tools/build.sh --list        print the pinned versions and where each binary lives
 #
 # The cache is ${COSTSLO_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/costslo/bin}. Each binary gets a
 # stamp (its pin plus a hash of the wrapper module's go.sum); a binary whose stamp matches is kept, so a
@@ -66,36 +67,75 @@ if [[ ${1:-} == --list ]]; then
   exit 0
 fi
 
+# Tool names on the command line narrow the build to those tools; an unknown name is an error, not a no-op.
+known=$(tool_rows | cut -d'|' -f1)
+wanted=("$@")
+for name in "${wanted[@]}"; do
+  grep -qx -- "$name" <<<"$known" || {
+    echo "error: unknown tool '$name'; known: $(echo $known)" >&2
+    exit 2
+  }
+done
+selected() {
+  ((${#wanted[@]} == 0)) && return 0
+  local w
+  for w in "${wanted[@]}"; do [[ $w == "$1" ]] && return 0; done
+  return 1
+}
+
 command -v go >/dev/null || { echo "error: Go is required to build the lab tools (go ${GO_MIN_VERSION}+)." >&2; exit 1; }
 
+# The heartbeat below runs beside each compile. Stopping it must never decide the script's exit status:
+# by the time an EXIT trap runs the ticker is usually gone, and a failing `kill` there would turn a
+# successful build into exit 1 under `set -e`.
+ticker=
+stop_ticker() {
+  if [[ -n $ticker ]]; then
+    kill "$ticker" 2>/dev/null || true
+    wait "$ticker" 2>/dev/null || true
+    ticker=
+  fi
+  return 0
+}
+trap stop_ticker EXIT
+
 start=$(date +%s)
-built=0
+built=()
 cd "$here"
 while IFS='|' read -r name stamp cmd; do
+  selected "$name" || continue
   if [[ -x $BIN/$name && "$(cat "$STAMPS/$name" 2>/dev/null)" == "$stamp" ]]; then
     continue
   fi
   t0=$(date +%s)
   echo "==> building $name ($stamp) ..."
-  # A heartbeat, so that a multi-minute compile does not look like a hang.
-  (while sleep 30; do echo "    ... still building $name ($(($(date +%s) - t0))s)"; done) &
+  # A heartbeat, so that a multi-minute compile does not look like a hang. Its `sleep` is killed with it:
+  # an orphaned sleep would hold stdout open, and whoever reads it through a pipe would wait for it.
+  (
+    trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+    while :; do
+      sleep 30 &
+      nap=$!
+      wait "$nap"
+      echo "    ... still building $name ($(($(date +%s) - t0))s)"
+    done
+  ) &
   ticker=$!
-  trap 'kill "$ticker" 2>/dev/null' EXIT
   if ! (eval "$cmd") >"$STAMPS/$name.log" 2>&1; then
-    kill "$ticker" 2>/dev/null || true
+    stop_ticker
     echo "error: building $name failed; last lines of $STAMPS/$name.log:" >&2
     tail -20 "$STAMPS/$name.log" >&2
     exit 1
   fi
-  kill "$ticker" 2>/dev/null || true
-  wait "$ticker" 2>/dev/null || true
+  stop_ticker
   echo "$stamp" >"$STAMPS/$name"
-  built=$((built + 1))
+  built+=("$name")
   echo "    $name done in $(($(date +%s) - t0))s (total $(($(date +%s) - start))s)"
 done < <(tool_rows)
 
-if ((built)); then
-  echo "built $built tool(s) into $BIN in $(($(date +%s) - start))s"
+if ((${#built[@]})); then
+  echo "built ${#built[@]} tool(s) into $BIN in $(($(date +%s) - start))s: ${built[*]}"
 else
   echo "tools up to date in $BIN"
 fi
+exit 0
