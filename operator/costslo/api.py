@@ -338,7 +338,14 @@ class CostSLOSpec(_Model):
 # -- status -------------------------------------------------------------------------------------------
 
 Phase = Literal[
-    "Pending", "Met", "Breached", "RolloutBlocked", "InsufficientTraffic", "MetricsUnavailable", "InvalidSpec"
+    "Pending",
+    "Met",
+    "Breached",
+    "RolloutBlocked",
+    "InsufficientTraffic",
+    "MetricsUnavailable",
+    "TargetNotFound",
+    "InvalidSpec",
 ]
 
 

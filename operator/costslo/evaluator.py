@@ -25,7 +25,9 @@ from costslo.runtimes import LATENCY_QUANTITY, LabelConfig, Quantity, RuntimePre
 from costslo.scaling import ScalingDecision, ScalingInputs, ScalingPolicy
 from costslo.usage import usage_of
 from costslo.verdict import (
+    LATENCY_MET,
     ROLLOUT_ALLOWED,
+    SLO_MET,
     Policy,
     Standing,
     Verdict,
@@ -39,6 +41,17 @@ log = structlog.get_logger(__name__)
 
 SPEC_VALID = "SpecValid"
 INFEASIBLE = "Infeasible"
+TARGET_FOUND = "TargetFound"
+TARGET_NOT_FOUND = "TargetNotFound"
+
+
+def _spec_valid(previous: api.Condition | None, now: float) -> api.Condition:
+    """SpecValid=True, keeping its transition time when it was already true."""
+    if previous is not None and previous.status == "True":
+        return previous
+    return api.Condition(
+        type=SPEC_VALID, status="True", reason="SpecValid", message="", last_transition_time=_now_iso(now)
+    )
 
 
 @dataclass(frozen=True)
@@ -145,24 +158,15 @@ class Evaluator:
         target = self._inventory.target(
             slo.namespace, spec.target_ref.kind, spec.target_ref.name, since=now - long_s
         )
-        policy = Policy.from_spec(spec)
         if not target.found:
-            reason = (
-                f"{spec.target_ref.kind} {spec.target_ref.name} not found in namespace {slo.namespace}: "
-                "check spec.targetRef.name"
-            )
-            readings = [WindowReading(None, None, missing=(reason,))] * 2
-        else:
-            readings = []
+            return self._target_missing(slo, spec, now)
+        policy = Policy.from_spec(spec)
+        readings: list[WindowReading] = []
         costs: list[CostBreakdown | None] = []
         latencies: list[Latency | None] = []
         samples_long: tuple[WindowSamples, Prices] | None = None
         for seconds in (long_s, short_s):
             window = windows[(_key(preset, slo, self._config.per_object), seconds)]
-            if not target.found:
-                costs.append(None)
-                latencies.append(None)
-                continue
             if isinstance(window, str):
                 readings.append(WindowReading(None, None, missing=(f"Prometheus query failed: {window}",)))
                 costs.append(None)
@@ -195,16 +199,10 @@ class Evaluator:
                 samples_long = (window, prices)
         verdict = judge(readings[0], readings[1], policy, Standing.from_conditions(slo.status.conditions))
         revisions, figures = self._revisions(spec, target, costs[0], samples_long, long_s)
-        gate = self._gate(slo, spec, figures, now) if target.found else None
-        if gate is None and slo.status.rollout is not None:
-            # The target is out of sight for now (deleted, or its watch has not listed it yet): what the
-            # gate remembers (its own pause, rejected revisions) must survive until it is back.
-            gate = GateDecision(
-                rollout.Memory.from_status(slo.status.rollout.model_dump(by_alias=True, exclude_none=True))
-            )
+        gate = self._gate(slo, spec, figures, now)
         # `current` shows the short window: the most recent numbers; the verdict weighs both windows.
         status = self._status(slo, spec, verdict, costs, latencies, revisions, gate, now)
-        sizing = self._scaling(slo, spec, costs[1], latencies[1], gate, now) if target.found else None
+        sizing = self._scaling(slo, spec, costs[1], latencies[1], gate, now)
         if sizing is not None:
             status["scaling"] = _scaling_status(sizing, slo.status.scaling, now)
             status["conditions"].append(
@@ -415,18 +413,16 @@ class Evaluator:
             verdict_conditions = [c for c in verdict_conditions if c.type != ROLLOUT_ALLOWED] + [held]
         if gate is not None and gate.blocked and enforce:
             phase, message = "RolloutBlocked", gate.memory.reason or message
-        spec_valid = api.Condition(
-            type=SPEC_VALID, status="True", reason="SpecValid", message="", last_transition_time=_now_iso(now)
+        found = VerdictCondition(
+            TARGET_FOUND, "True", "TargetFound", f"{spec.target_ref.kind} {spec.target_ref.name} is measured"
         )
         conditions = merge_conditions(
             [c for c in slo.status.conditions if c.type not in (SPEC_VALID, INFEASIBLE)],
-            verdict_conditions,
+            [found, *verdict_conditions],
             _now_iso(now),
             slo.generation,
         )
-        previous_valid = next((c for c in slo.status.conditions if c.type == SPEC_VALID), None)
-        if previous_valid is not None and previous_valid.status == "True":
-            spec_valid = previous_valid
+        spec_valid = _spec_valid(next((c for c in slo.status.conditions if c.type == SPEC_VALID), None), now)
         return {
             "observedGeneration": slo.generation,
             "phase": phase,
@@ -438,6 +434,44 @@ class Evaluator:
             "message": message,
             "conditions": [c.model_dump(by_alias=True, exclude_none=True) for c in [spec_valid, *conditions]],
         }
+
+    def _target_missing(self, slo: SloObject, spec: api.CostSLOSpec, now: float) -> Evaluation:
+        """No target to measure: its own phase and condition, one sentence, nothing judged or acted on."""
+        ref = spec.target_ref
+        message = (
+            f"{ref.kind} {ref.name} not found in namespace {slo.namespace}: nothing is measured or enforced "
+            f"until it exists; check spec.targetRef.name"
+        )
+        # What the previous verdict said no longer describes anything; no figure stands in for the target.
+        unknown = [VerdictCondition(kind, "Unknown", TARGET_NOT_FOUND, "") for kind in (SLO_MET, LATENCY_MET)]
+        held = VerdictCondition(ROLLOUT_ALLOWED, "False", TARGET_NOT_FOUND, "no target to judge")
+        found = VerdictCondition(TARGET_FOUND, "False", TARGET_NOT_FOUND, message)
+        conditions = merge_conditions(
+            [c for c in slo.status.conditions if c.type != SPEC_VALID],
+            [found, *unknown, held],
+            _now_iso(now),
+            slo.generation,
+        )
+        # The target is out of sight (deleted, or its watch has not listed it yet): what the gate remembers
+        # (its own pause, rejected revisions) must survive until it is back.
+        memory = (
+            slo.status.rollout.model_dump(by_alias=True, exclude_none=True) if slo.status.rollout else None
+        )
+        spec_valid = next((c for c in slo.status.conditions if c.type == SPEC_VALID), None)
+        status = api.CostSLOStatus(
+            observed_generation=slo.generation,
+            phase=TARGET_NOT_FOUND,
+            message=message,
+            budget=_money(spec.objective.to_economics().budget),
+            rollout=api.RolloutStatus.model_validate(memory) if memory else None,
+            last_evaluation_time=_now_iso(now),
+            conditions=[_spec_valid(spec_valid, now), *conditions],
+        )
+        body = status.model_dump(by_alias=True, exclude_none=True)
+        body.setdefault("revisions", [])
+        body.setdefault("current", {})
+        gate = GateDecision(rollout.Memory.from_status(memory)) if memory else None
+        return Evaluation(slo, body, None, TARGET_NOT_FOUND, gate, None)
 
     def _invalid(self, slo: SloObject, message: str, now: float) -> Evaluation:
         previous = next((c for c in slo.status.conditions if c.type == SPEC_VALID), None)

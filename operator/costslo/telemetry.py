@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-PHASES = (
-    "Pending",
-    "Met",
-    "Breached",
-    "RolloutBlocked",
-    "InsufficientTraffic",
-    "MetricsUnavailable",
-    "InvalidSpec",
-)
+from costslo import api
+
+PHASES: tuple[str, ...] = get_args(api.Phase)
 
 
 class Telemetry:

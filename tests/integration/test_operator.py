@@ -162,8 +162,12 @@ def test_a_per_token_budget_is_judged_like_the_per_request_one(lab: Lab, judged:
 
 def test_a_missing_target_is_a_condition_with_a_sentence(lab: Lab, judged: str) -> None:
     orphan = status_of(lab, judged, "orphan")
-    assert orphan["phase"] == "MetricsUnavailable"
-    assert "no-such-deployment not found" in orphan["message"]
+    assert orphan["phase"] == "TargetNotFound"
+    sentence = f"Deployment no-such-deployment not found in namespace {judged}"
+    assert orphan["message"].count(sentence) == 1
+    found = next(c for c in orphan["conditions"] if c["type"] == "TargetFound")
+    assert found["status"] == "False" and found["reason"] == "TargetNotFound"
+    assert found["message"].count(sentence) == 1
 
 
 def test_printer_columns_and_events(lab: Lab, judged: str) -> None:

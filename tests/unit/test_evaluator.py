@@ -103,3 +103,43 @@ def test_invalid_spec_is_a_condition_not_an_exception() -> None:
     assert broken.phase == "InvalidSpec"
     (condition,) = [c for c in broken.status["conditions"] if c["type"] == "SpecValid"]
     assert condition["status"] == "False" and "set a budget" in condition["message"]
+
+
+def test_a_missing_target_has_its_own_phase_condition_and_one_sentence() -> None:
+    slos, inv, pods = fleet(["0.1"])
+    spec = slos[0].spec
+    assert spec is not None
+    orphan_spec = spec.model_copy(update={"target_ref": api.TargetRef(name="nope")})
+    orphan = SloObject("team-0", "orphan", 2, orphan_spec, None, api.CostSLOStatus())
+    results = Evaluator(StandIn(pods), inv).cycle([slos[0], orphan], time.time())
+    found, missing = results
+    assert missing.phase == missing.status["phase"] == "TargetNotFound"
+    sentence = "Deployment nope not found in namespace team-0"
+    assert missing.status["message"].count(sentence) == 1
+    conditions = {c["type"]: c for c in missing.status["conditions"]}
+    assert conditions["TargetFound"]["status"] == "False"
+    assert conditions["TargetFound"]["reason"] == "TargetNotFound"
+    assert conditions["TargetFound"]["message"].count(sentence) == 1
+    # Nothing measured is shown for it, and nothing may roll out on its behalf.
+    assert missing.status["current"] == {} and missing.status["revisions"] == []
+    assert conditions["RolloutAllowed"]["status"] == "False"
+    assert missing.sizing is None and missing.gate is None
+    # The status is one the API accepts, and its found neighbour says it was found.
+    api.CostSLOStatus.model_validate(missing.status)
+    assert {c["type"]: c["status"] for c in found.status["conditions"]}["TargetFound"] == "True"
+    assert found.phase == "Met"
+
+
+def test_a_missing_target_keeps_what_the_gate_remembers() -> None:
+    slos, inv, pods = fleet(["0.1"])
+    spec = slos[0].spec
+    assert spec is not None
+    memory = {"state": "Blocked", "revision": "abc", "pausedByGate": True, "rejectedRevisions": ["abc"]}
+    status = api.CostSLOStatus.model_validate({"phase": "RolloutBlocked", "rollout": memory})
+    gone = SloObject(
+        "team-0", "gone", 1, spec.model_copy(update={"target_ref": api.TargetRef(name="x")}), None, status
+    )
+    (result,) = Evaluator(StandIn(pods), inv).cycle([gone], time.time())
+    assert result.phase == "TargetNotFound"
+    assert result.status["rollout"]["rejectedRevisions"] == ["abc"]
+    assert result.gate is not None and result.gate.memory.paused_by_gate

@@ -36,6 +36,11 @@ if phase == "InvalidSpec" then
   hs.message = "invalid spec: " .. said
   return hs
 end
+if phase == "TargetNotFound" then
+  hs.status = "Degraded"
+  hs.message = "target not found: " .. said
+  return hs
+end
 if phase == "RolloutBlocked" or phase == "Breached" then
   hs.status = "Degraded"
   hs.message = phase .. ": " .. said
