@@ -47,6 +47,7 @@ NO_DELIVERED_IN_WINDOW = "no delivered requests in the window"
 NO_PODS = "no pods alive in the window"
 NO_GPUS = "no GPUs provisioned in the window"
 NO_GPU_DATA = "no data for GPUs allocated"
+NO_REPLICA_DATA = "no data for replica time (needed by the per-replica price)"
 NO_GPU_PRICE = "no GPU price"
 NO_BUSY = "no data for GPU busy time"
 NO_ENERGY = "no data for energy"
@@ -115,7 +116,7 @@ class Usage:
 
     window_seconds: float
     gpu_seconds: float | None  # None: no GPU allocation series at all, which is not the same as 0 GPUs
-    replica_seconds: float
+    replica_seconds: float | None  # None: no pod series; only a per-replica price needs it
     requests: float | None
     delivered: float | None
     busy_gpu_seconds: float | None = None
@@ -237,7 +238,7 @@ class CostBreakdown:
     failure_rate: float | None
     requests_per_second: float | None
     gpus: float | None
-    replicas: float
+    replicas: float | None
     gpu_cost: Decimal | None
     replica_cost: Decimal | None
     energy_cost: Decimal | None
@@ -445,18 +446,28 @@ def _api_compute(usage: Usage, prices: Prices, missing: _Missing) -> _Compute:
     )
 
 
+def _replica_cost(replica_seconds: float | None, prices: Prices, missing: _Missing) -> Decimal | None:
+    """Replica time priced; without a per-replica price no figure needs it, measured or not."""
+    if not prices.per_replica_hourly:
+        return money(Decimal(0))
+    if replica_seconds is None:
+        missing.add(NO_REPLICA_DATA)
+        return None
+    return money(_d(replica_seconds) * prices.per_replica_hourly / SECONDS_PER_HOUR)
+
+
 def _provisioned_compute(usage: Usage, prices: Prices, missing: _Missing) -> _Compute:
     gpu_cost = replica_cost = energy_cost = compute_cost = None
     utilisation = None
-    if usage.gpu_seconds == 0 and usage.replica_seconds == 0:
+    if usage.gpu_seconds == 0 and not usage.replica_seconds:
         # A request served by no pod means the inventory is wrong, not that serving was free.
         missing.add(NO_PODS)
     else:
         gpu_cost = _gpu_cost(usage, prices, missing)
-        replica_cost = money(_d(usage.replica_seconds) * prices.per_replica_hourly / SECONDS_PER_HOUR)
+        replica_cost = _replica_cost(usage.replica_seconds, prices, missing)
         energy_cost = _energy_cost(usage, prices, missing)
         energy_known = prices.energy_per_kwh is None or energy_cost is not None
-        if gpu_cost is not None and energy_known:
+        if gpu_cost is not None and replica_cost is not None and energy_known:
             compute_cost = _tidy(gpu_cost + replica_cost + (energy_cost or Decimal(0)))
         utilisation = _utilisation(usage, missing)
 
@@ -541,7 +552,7 @@ def _cost_of(usage: Usage, prices: Prices, revenue: Decimal | None) -> CostBreak
         failure_rate=failure_rate,
         requests_per_second=None if n is None else n / window,
         gpus=None if usage.gpu_seconds is None else usage.gpu_seconds / window,
-        replicas=usage.replica_seconds / window,
+        replicas=None if usage.replica_seconds is None else usage.replica_seconds / window,
         gpu_cost=compute.gpu_cost,
         replica_cost=compute.replica_cost,
         energy_cost=compute.energy_cost,
@@ -636,8 +647,9 @@ def _project(usage: Usage, prices: Prices, fleet: float | None, target: float | 
         gpu = money(_d(provisioned) * prices.gpu_hourly / SECONDS_PER_HOUR)
     if provisioned is not None and usage.gpu_seconds:
         # Replicas come with GPUs in the revision's own ratio, so they scale with the same capacity.
-        replica_seconds = provisioned * usage.replica_seconds / usage.gpu_seconds
-        replica = money(_d(replica_seconds) * prices.per_replica_hourly / SECONDS_PER_HOUR)
+        replicas = usage.replica_seconds
+        held = None if replicas is None else provisioned * replicas / usage.gpu_seconds
+        replica = _replica_cost(held, prices, missing)
 
     energy = None
     energy_total = _energy_cost(usage, prices, missing)

@@ -18,12 +18,12 @@ from costslo import api, economics, rollout, scaling, views
 from costslo.economics import CostBreakdown, Prices
 from costslo.inventory import Inventory, TargetPods, whole_revision
 from costslo.metrics.prometheus import PrometheusError
-from costslo.metrics.window import Latency, Querier, Samples, WindowSamples, fetch_window
+from costslo.metrics.window import Latency, Querier, WindowSamples, fetch_window
 from costslo.pricing import GpuPrice, PriceCatalog, PricingError, gpu_price, weighted_gpu_price
 from costslo.rollout import GateDecision, RevisionFigures
-from costslo.runtimes import LATENCY_QUANTITY, LabelConfig, Quantity, RuntimePreset, preset_for
+from costslo.runtimes import LabelConfig, RuntimePreset, preset_for
 from costslo.scaling import ScalingDecision, ScalingInputs, ScalingPolicy
-from costslo.usage import usage_of
+from costslo.usage import gap, usage_of
 from costslo.verdict import (
     LATENCY_MET,
     ROLLOUT_ALLOWED,
@@ -176,7 +176,7 @@ class Evaluator:
             prices, price_gap = self._prices(spec, target, window)
             cost = economics.cost_of(usage_of(samples, seconds), prices, spec.objective.revenue_per_request)
             latency = samples.latency(policy_metric(spec), policy.latency_quantile)
-            missing = tuple(window.missing[q] for q in window.missing if _cost_input_missing(q, samples))
+            missing = tuple(window.missing[q] for q in window.missing if gap(q, samples, prices))
             # The window's sentences say what to check; the cost model's short "no data for ..." twins
             # would only repeat them.
             detail = missing + ((price_gap,) if price_gap else ())
@@ -571,13 +571,3 @@ def _batches(
             key = (_key(item[2], item[0], per_object), api.parse_duration(w).total_seconds())
             out.setdefault(key, []).append(item)
     return out
-
-
-def _cost_input_missing(quantity: Quantity, samples: Samples) -> bool:
-    """A quantity the cost needs and this target lacks (latency gaps are judged apart)."""
-    if quantity in _NOT_COST_INPUTS:
-        return False
-    return getattr(samples, quantity.value, None) is None
-
-
-_NOT_COST_INPUTS = frozenset({Quantity.CURRENT_GPUS, Quantity.ENERGY_JOULES, *LATENCY_QUANTITY.values()})

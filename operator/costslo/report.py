@@ -27,7 +27,7 @@ from costslo.runtimes import (
     Quantity,
     RuntimePreset,
 )
-from costslo.usage import usage_of
+from costslo.usage import gap, usage_of
 from costslo.workloads import Workload, discover
 
 
@@ -146,20 +146,12 @@ def _cost(samples: Samples, window: float, prices: Prices) -> CostBreakdown:
     return economics.cost_of(usage_of(samples, window), prices)
 
 
-# What the report does not use: the GPU count at the window's end (a deleted workload has none) and energy
-# (the report does not price it).
-_UNUSED = frozenset({Quantity.CURRENT_GPUS, Quantity.ENERGY_JOULES})
-
-
-def _missing_for(samples: Samples, window: WindowSamples, latency_metric: LatencyMetric) -> list[str]:
+def _missing_for(
+    samples: Samples, window: WindowSamples, latency_metric: LatencyMetric, prices: Prices
+) -> list[str]:
     reasons = []
     for q, reason in window.missing.items():
-        if q in _UNUSED:
-            continue
-        if q in LATENCY_QUANTITY.values():
-            if q == LATENCY_QUANTITY[latency_metric]:
-                reasons.append(reason)
-        elif getattr(samples, q.value, None) is None:
+        if q == LATENCY_QUANTITY[latency_metric] or gap(q, samples, prices):
             reasons.append(reason)
     return reasons
 
@@ -207,12 +199,13 @@ def build(client: Querier, opts: ReportOptions) -> Report:
             if not any(window.pods.get(p) and window.pods[p].gpu_seconds for p in workload.pods):
                 continue
         samples = window.total(workload.pods)
-        missing = _missing_for(samples, window, opts.latency_metric)
         try:
             price: GpuPrice | None = _price(workload, window, opts, nodes)
+            priced: list[str] = []
         except PricingError as exc:
-            price, missing = None, [*missing, str(exc)]
+            price, priced = None, [str(exc)]
         prices = _with_gpu_price(opts.prices, price)
+        missing = [*_missing_for(samples, window, opts.latency_metric, prices), *priced]
         cost = _cost(samples, opts.window_seconds, prices)
         latency = samples.latency(opts.latency_metric, opts.quantile)
         if latency is None and not any(m.startswith("no data for") and "latency" in m for m in missing):

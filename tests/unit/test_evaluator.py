@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -143,3 +145,28 @@ def test_a_missing_target_keeps_what_the_gate_remembers() -> None:
     assert result.phase == "TargetNotFound"
     assert result.status["rollout"]["rejectedRevisions"] == ["abc"]
     assert result.gate is not None and result.gate.memory.paused_by_gate
+
+
+class WithoutPodInfo(StandIn):
+    """The same answers, but kube-state-metrics' kube_pod_info is not scraped."""
+
+    def query(self, promql: str, at: float | None = None) -> list[Sample]:
+        return [] if "kube_pod_info" in promql else super().query(promql, at)
+
+
+def test_replica_time_no_figure_needs_never_makes_metrics_unavailable() -> None:
+    slos, inv, pods = fleet(["0.1"])
+    (result,) = Evaluator(WithoutPodInfo(pods), inv).cycle(slos, time.time())
+    assert result.phase == "Met", result.status["message"]
+    assert "replica time" not in str(result.status)
+
+
+def test_replica_time_a_per_replica_price_needs_is_missing_with_its_sentence() -> None:
+    slos, inv, pods = fleet(["0.1"])
+    spec = slos[0].spec
+    assert spec is not None
+    pricing = spec.pricing.model_copy(update={"per_replica_hourly": Decimal("0.5")})
+    priced = replace(slos[0], spec=spec.model_copy(update={"pricing": pricing}))
+    (result,) = Evaluator(WithoutPodInfo(pods), inv).cycle([priced], time.time())
+    assert result.phase == "MetricsUnavailable"
+    assert "no data for replica time: no kube_pod_info series" in result.status["message"]

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from costslo import report
+from costslo.economics import Prices
 from costslo.metrics.prometheus import Sample
 from costslo.pricing import load_catalog
 from costslo.workloads import discover
@@ -103,6 +104,32 @@ def test_report_is_complete_without_quantities_it_does_not_use() -> None:
     assert row.missing == () and result.complete
     assert {r.pod_template_hash for r in row.revisions} == {"7d9c5", "5f6b8"}
     assert result.queries == client.queries
+
+
+def test_replica_time_missing_is_no_gap_without_a_per_replica_price() -> None:
+    # kube_pod_info absent: replica time unmeasured. No per-replica price: no figure needs it.
+    rules = [r for r in serving_rules() if r[0] != ("kube_pod_info",)]
+    result = report.build(
+        Canned(rules), report.ReportOptions(namespaces={"ml"}, at=1e9, gpu_hourly=Decimal("2"))
+    )
+    (row,) = result.rows
+    assert row.missing == () and result.complete
+    assert row.cost.cost_per_request == pytest.approx(Decimal(6) / Decimal(297))
+    assert row.cost.replicas is None  # unknown, not zero
+
+
+def test_replica_time_missing_is_a_named_gap_when_a_per_replica_price_needs_it() -> None:
+    rules = [r for r in serving_rules() if r[0] != ("kube_pod_info",)]
+    opts = report.ReportOptions(
+        namespaces={"ml"}, at=1e9, gpu_hourly=Decimal("2"), prices=Prices(per_replica_hourly=Decimal("0.5"))
+    )
+    (row,) = report.build(Canned(rules), opts).rows
+    assert any(m.startswith("no data for replica time: no kube_pod_info") for m in row.missing), row.missing
+    assert row.cost.cost_per_request is None  # never priced as if replicas were free
+    # Measured, it is priced: 3 pods x 1 hour x $0.5 on top of the GPUs.
+    (priced,) = report.build(Canned(serving_rules()), opts).rows
+    assert priced.missing == ()
+    assert priced.cost.cost_per_request == pytest.approx(Decimal("7.5") / Decimal(297))
 
 
 def test_unknown_gpu_allocation_is_no_cost_not_a_cheap_one() -> None:
