@@ -373,6 +373,19 @@ class CurrentCost(_Status):
     gross_margin: float | None = None
 
 
+class StatusDisplay(_Status):
+    """The figures of `current` and the budget as text for `kubectl get` columns: $0.000331, 12.97s, 34%."""
+
+    cost_per_request: str | None = None
+    projected_cost_per_request: str | None = None
+    budget: str | None = None
+    latency: str | None = None
+    requests_per_second: str | None = None
+    gpus: str | None = None
+    gpu_utilisation: str | None = None
+    hourly_cost: str | None = None
+
+
 class RevisionCost(_Status):
     pod_template_hash: str
     revision: str | None = None
@@ -425,6 +438,9 @@ class CostSLOStatus(_Status):
     message: str | None = Field(None, description="Why the phase is what it is, with the numbers.")
     budget: str | None = Field(None, description="Budget per delivered request, USD.")
     current: CurrentCost | None = None
+    display: StatusDisplay | None = Field(
+        None, description="current and budget as text for people; the exact values are in current and budget."
+    )
     revisions: list[RevisionCost] = Field(default_factory=list)
     rollout: RolloutStatus | None = None
     scaling: ScalingStatus | None = None

@@ -15,22 +15,25 @@ CRD_PATH = Path("crds") / f"{api.GROUP}_{api.PLURAL}.yaml"
 DESCRIPTION = "An SLO on the cost per delivered request of an inference workload."
 HEADER = "# Generated from operator/costslo/api.py by `make generate`; do not edit.\n"
 
+# Columns read status.display: figures as text a person reads at a glance; status.current keeps the exact
+# values for machines.
 PRINTER_COLUMNS = [
     {"name": "Target", "type": "string", "jsonPath": ".spec.targetRef.name"},
-    {"name": "Cost/Req", "type": "string", "jsonPath": ".status.current.costPerRequest"},
-    {"name": "Budget", "type": "string", "jsonPath": ".status.budget"},
-    {"name": "P95", "type": "number", "jsonPath": ".status.current.latencySeconds"},
+    {"name": "Cost/Req", "type": "string", "jsonPath": ".status.display.costPerRequest"},
+    {"name": "Budget", "type": "string", "jsonPath": ".status.display.budget"},
+    {"name": "Latency", "type": "string", "jsonPath": ".status.display.latency"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {
         "name": "Projected",
         "type": "string",
-        "jsonPath": ".status.current.projectedCostPerRequest",
+        "jsonPath": ".status.display.projectedCostPerRequest",
         "priority": 1,
     },
-    {"name": "Req/s", "type": "number", "jsonPath": ".status.current.requestsPerSecond", "priority": 1},
-    {"name": "GPUs", "type": "number", "jsonPath": ".status.current.gpus", "priority": 1},
-    {"name": "Util", "type": "number", "jsonPath": ".status.current.gpuUtilisation", "priority": 1},
+    {"name": "Req/s", "type": "string", "jsonPath": ".status.display.requestsPerSecond", "priority": 1},
+    {"name": "GPUs", "type": "string", "jsonPath": ".status.display.gpus", "priority": 1},
+    {"name": "Util", "type": "string", "jsonPath": ".status.display.gpuUtilisation", "priority": 1},
+    {"name": "Cost/h", "type": "string", "jsonPath": ".status.display.hourlyCost", "priority": 1},
 ]
 
 

@@ -423,11 +423,14 @@ class Evaluator:
             slo.generation,
         )
         spec_valid = _spec_valid(next((c for c in slo.status.conditions if c.type == SPEC_VALID), None), now)
+        budget = _money(spec.objective.to_economics().budget)
+        current = {k: v for k, v in current.items() if v is not None}
         return {
             "observedGeneration": slo.generation,
             "phase": phase,
-            "budget": _money(spec.objective.to_economics().budget),
-            "current": {k: v for k, v in current.items() if v is not None},
+            "budget": budget,
+            "current": current,
+            "display": views.display(current, budget),
             "revisions": revisions,
             "rollout": (gate.memory.to_status() or None) if gate is not None else None,
             "lastEvaluationTime": _now_iso(now),

@@ -33,7 +33,17 @@ def test_valid_costslo_is_accepted_and_defaulted(lab: Lab, costslo_crd: None) ->
         assert spec["evaluation"]["onMissingMetrics"] == "Hold"
         assert spec["pricing"]["supportingCostPerRequest"] == "0"
         out = lab.kubectl("get", "cslo", "-n", ns, "-o", "wide").stdout
-        for column in ("TARGET", "COST/REQ", "BUDGET", "P95", "PHASE", "AGE"):
+        for column in (
+            "TARGET",
+            "COST/REQ",
+            "BUDGET",
+            "LATENCY",
+            "PHASE",
+            "AGE",
+            "PROJECTED",
+            "UTIL",
+            "COST/H",
+        ):
             assert column in out
         assert "summariser" in out
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -171,9 +173,22 @@ def test_a_missing_target_is_a_condition_with_a_sentence(lab: Lab, judged: str) 
 
 
 def test_printer_columns_and_events(lab: Lab, judged: str) -> None:
-    table = lab.kubectl("get", "cslo", "-n", judged).stdout
-    row = next(line for line in table.splitlines() if line.startswith("generous"))
-    assert "chat" in row and "0.01" in row and "Met" in row
+    table = lab.kubectl("get", "cslo", "-n", judged, "-o", "wide").stdout
+    header, *lines = table.splitlines()
+    row = dict(
+        zip(header.split(), next(line for line in lines if line.startswith("generous")).split(), strict=True)
+    )
+    # Readable at a glance: dollars to three significant digits, latency with a unit, utilisation in percent.
+    assert row["TARGET"] == "chat" and row["PHASE"] == "Met" and row["BUDGET"] == "$0.0100"
+    status = status_of(lab, judged, "generous")
+    exact = Decimal(status["current"]["costPerRequest"])
+    assert re.fullmatch(r"\$0\.0\d+", row["COST/REQ"]) and len(row["COST/REQ"].lstrip("$0.")) <= 3
+    assert Decimal(row["COST/REQ"][1:]) == pytest.approx(exact, rel=0.01)
+    assert re.fullmatch(r"\d+(ms|\.\d\ds)", row["LATENCY"]), row
+    assert re.fullmatch(r"\d{1,3}%", row["UTIL"]), row
+    assert int(row["UTIL"][:-1]) == round(100 * status["current"]["gpuUtilisation"])
+    assert re.fullmatch(r"\$\d+\.\d\d/h", row["COST/H"]), row
+    assert row["PROJECTED"].startswith("$")
     events = lab.core.list_namespaced_event(judged).items
     reasons = {(e.involved_object.name, e.reason) for e in events if e.involved_object.kind == "CostSLO"}
     assert ("stingy", "Breached") in reasons and ("generous", "Met") in reasons

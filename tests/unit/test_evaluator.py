@@ -92,6 +92,9 @@ def test_each_costslo_gets_its_own_verdict_from_the_shared_fetch() -> None:
     assert [r.phase for r in results] == ["Met", "Breached"]
     assert results[0].status["current"]["costPerRequest"].startswith("0.0303")
     assert results[1].status["budget"] == "0.01"
+    assert results[0].status["display"]["costPerRequest"] == "$0.0303"
+    assert results[1].status["display"]["budget"] == "$0.0100"
+    api.CostSLOStatus.model_validate(results[0].status)
     batched = [r.status["current"] for r in results]
     per_object = [r.status["current"] for r in run(["0.1", "0.01"], per_object=True)[0]]
     assert batched == per_object

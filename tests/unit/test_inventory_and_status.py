@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from costslo import views
+from costslo.actions import status
 from costslo.actions.status import HEARTBEAT_SECONDS, needs_write
 from costslo.inventory import Inventory
 
@@ -179,3 +181,39 @@ def test_steady_wobble_is_not_news_but_new_words_and_fields_are() -> None:
     assert needs_write(said, {**said, "current": {"costPerRequest": "0.000412", "requests": 1000}}, 30)
     assert needs_write(said, {**said, "rollout": {"state": "Stable", "revision": "12345a"}}, 30)
     assert needs_write(said, {**said, "rollout": {"state": "Stable"}}, 30)
+
+
+def test_display_reads_at_a_glance_and_keeps_current_exact() -> None:
+    current = {
+        "costPerRequest": "0.000330759138663",
+        "projectedCostPerRequest": "0.000367",
+        "latencySeconds": 12.9675,
+        "gpuUtilisation": 0.335905,
+        "requestsPerSecond": 10.5123,
+        "gpus": 2.0,
+        "hourlyCost": "12.4567",
+    }
+    shown = views.display(current, "0.0002")
+    assert shown == {
+        "costPerRequest": "$0.000331",
+        "projectedCostPerRequest": "$0.000367",
+        "budget": "$0.000200",
+        "latency": "12.97s",
+        "requestsPerSecond": "10.5",
+        "gpus": "2",
+        "gpuUtilisation": "34%",
+        "hourlyCost": "$12.46/h",
+    }
+    assert views.display({"latencySeconds": 0.3359}, None) == {"latency": "336ms"}
+    # A cost just over the budget never reads as equal to it.
+    over = views.display({"costPerRequest": "0.00020004"}, "0.0002")
+    assert over["costPerRequest"] != over["budget"]
+
+
+def test_display_digits_alone_are_no_news_but_a_new_figure_is() -> None:
+    before = {"phase": "Met", "display": {"costPerRequest": "$0.000331", "gpuUtilisation": "34%"}}
+    wobble = {"phase": "Met", "display": {"costPerRequest": "$0.000333", "gpuUtilisation": "35%"}}
+    assert status.same(before, wobble)
+    assert status.differences(before, wobble) == []
+    grown = {"phase": "Met", "display": {**wobble["display"], "latency": "1.20s"}}
+    assert not status.same(before, grown)

@@ -39,6 +39,7 @@ _IDENTIFIERS = {
     "judgedGeneration",
     "recommendedReplicas",
 }
+_DISPLAY = "display"
 _DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
 
 
@@ -59,6 +60,9 @@ def _number(value: Any) -> float | None:
 def same(previous: Any, new: Any, key: str | None = None) -> bool:
     """Whether two statuses (or parts) say the same thing: numbers within TOLERANCE, prose alike in words,
     timestamps of evaluation ignored, everything else equal."""
+    if key == _DISPLAY and isinstance(previous, Mapping) and isinstance(new, Mapping):
+        # Text of the numbers in `current`: it changes when they do, so its digits are no news of their own.
+        return set(previous) == set(new) and all(same(previous[k], new[k], "message") for k in previous)
     if isinstance(previous, Mapping) and isinstance(new, Mapping):
         keys = (set(previous) | set(new)) - _VOLATILE
         return all(k in previous and k in new and same(previous[k], new[k], k) for k in keys)
@@ -78,6 +82,8 @@ def same(previous: Any, new: Any, key: str | None = None) -> bool:
 
 def differences(previous: Any, new: Any, path: str = "", key: str | None = None) -> list[str]:
     """Where `same` finds news, for the log: "current.costPerRequest: '0.0002' -> '0.00025'", ..."""
+    if key == _DISPLAY and same(previous, new, key):
+        return []
     if isinstance(previous, Mapping) and isinstance(new, Mapping):
         out = []
         for k in sorted((set(previous) | set(new)) - _VOLATILE):
