@@ -81,6 +81,15 @@ Fraction = Annotated[
 ]
 
 
+def duration_text(value: float) -> str:
+    """A duration as people write it: 45s, 10m, 2m30s, 1h15m."""
+    total = max(0, round(value))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n]
+    return "".join(parts) or "0s"
+
+
 def parse_duration(text: str) -> timedelta:
     """A Go-style duration string ("1h30m", "90s", "250ms") as a timedelta."""
     if not re.fullmatch(DURATION_PATTERN, text):
@@ -440,6 +449,10 @@ class CostSLOStatus(_Status):
     current: CurrentCost | None = None
     display: StatusDisplay | None = Field(
         None, description="current and budget as text for people; the exact values are in current and budget."
+    )
+    coverage: str | None = Field(
+        None,
+        description="Set when Prometheus holds only part of a window: the span its figures are over.",
     )
     revisions: list[RevisionCost] = Field(default_factory=list)
     rollout: RolloutStatus | None = None

@@ -343,7 +343,10 @@ def _node_labels(kubeconfig: str) -> dict[str, dict[str, str]]:
 
 
 def _report_table(data: dict[str, Any], latency_header: str) -> Table:
-    table = Table(title=f"Inference cost over the last {data['window']} ({data['queries']} PromQL queries)")
+    span = f"the last {data['window']}"
+    if data.get("coverage"):
+        span = f"the {data['window']} window, {data['coverage']}"
+    table = Table(title=f"Inference cost over {span} ({data['queries']} PromQL queries)")
     columns = ("workload", "runtime", "req/s", "cost/req", "$/1M in", "$/1M out", latency_header, "GPUs")
     for column in (*columns, "util", "idle", "notes"):
         table.add_column(column, justify="left" if column in ("workload", "runtime", "notes") else "right")

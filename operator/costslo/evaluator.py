@@ -15,6 +15,7 @@ from typing import Any, Literal
 import structlog
 
 from costslo import api, economics, rollout, scaling, views
+from costslo.api import duration_text
 from costslo.economics import CostBreakdown, Prices
 from costslo.inventory import Inventory, TargetPods, whole_revision
 from costslo.metrics.prometheus import PrometheusError
@@ -162,6 +163,7 @@ class Evaluator:
             return self._target_missing(slo, spec, now)
         policy = Policy.from_spec(spec)
         readings: list[WindowReading] = []
+        coverage: list[str] = []
         costs: list[CostBreakdown | None] = []
         latencies: list[Latency | None] = []
         samples_long: tuple[WindowSamples, Prices] | None = None
@@ -174,18 +176,22 @@ class Evaluator:
                 continue
             samples = window.total(target.pods)
             prices, price_gap = self._prices(spec, target, window)
-            cost = economics.cost_of(usage_of(samples, seconds), prices, spec.objective.revenue_per_request)
+            cost = economics.cost_of(
+                usage_of(samples, window.covered_seconds), prices, spec.objective.revenue_per_request
+            )
             latency = samples.latency(policy_metric(spec), policy.latency_quantile)
             missing = tuple(window.missing[q] for q in window.missing if gap(q, samples, prices))
             # The window's sentences say what to check; the cost model's short "no data for ..." twins
             # would only repeat them.
-            detail = missing + ((price_gap,) if price_gap else ())
+            detail = missing + ((price_gap,) if price_gap else ()) + _too_little_history(window, seconds)
             short = tuple(m for m in cost.missing if not (detail and m.startswith("no data for")))
+            # A window Prometheus holds less than half of is too little evidence: neither a breach nor a pass.
+            judged = not _too_little_history(window, seconds)
             readings.append(
                 WindowReading(
-                    cost_per_request=cost.cost_per_request,
-                    cost_per_million_input_tokens=cost.cost_per_million_input_tokens,
-                    cost_per_million_output_tokens=cost.cost_per_million_output_tokens,
+                    cost_per_request=cost.cost_per_request if judged else None,
+                    cost_per_million_input_tokens=cost.cost_per_million_input_tokens if judged else None,
+                    cost_per_million_output_tokens=cost.cost_per_million_output_tokens if judged else None,
                     requests=cost.requests,
                     latency_seconds=latency.seconds if latency else None,
                     latency_kind=latency.kind if latency else "quantile",
@@ -197,11 +203,16 @@ class Evaluator:
             latencies.append(latency)
             if seconds == long_s:
                 samples_long = (window, prices)
+            note = window.coverage_note()
+            if note:
+                coverage.append(f"{_window_label(spec, seconds, long_s)} window: {note}")
         verdict = judge(readings[0], readings[1], policy, Standing.from_conditions(slo.status.conditions))
         revisions, figures = self._revisions(spec, target, costs[0], samples_long, long_s)
         gate = self._gate(slo, spec, figures, now)
         # `current` shows the short window: the most recent numbers; the verdict weighs both windows.
         status = self._status(slo, spec, verdict, costs, latencies, revisions, gate, now)
+        if coverage:
+            status["coverage"] = "; ".join(coverage)
         sizing = self._scaling(slo, spec, costs[1], latencies[1], gate, now)
         if sizing is not None:
             status["scaling"] = _scaling_status(sizing, slo.status.scaling, now)
@@ -288,7 +299,7 @@ class Evaluator:
         figures: dict[str, RevisionFigures] = {}
         for rev in sorted(target.revisions, key=lambda r: whole_revision(r.revision)):
             rev_samples = window.total(rev.pods)
-            usage = usage_of(rev_samples, long_s)
+            usage = usage_of(rev_samples, window.covered_seconds)
             rev_cost = economics.cost_of(usage, prices)
             projection = economics.project(
                 usage, prices, fleet_utilisation=cost.utilisation, target_utilisation=target_u
@@ -500,6 +511,24 @@ class Evaluator:
             None,
             "InvalidSpec",
         )
+
+
+# The share of a window Prometheus must hold for the window to be judged.
+MIN_COVERED_SHARE = 0.5
+
+
+def _too_little_history(window: WindowSamples, seconds: float) -> tuple[str, ...]:
+    if window.covered_seconds >= MIN_COVERED_SHARE * seconds:
+        return ()
+    return (
+        f"Prometheus holds only the last {duration_text(window.covered_seconds)} of the "
+        f"{duration_text(seconds)} window, too little to judge until it holds half of it",
+    )
+
+
+def _window_label(spec: api.CostSLOSpec, seconds: float, long_s: float) -> str:
+    windows = spec.evaluation.windows
+    return f"the {windows.long if seconds == long_s else windows.short}"
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,10 @@ class Report:
     at: float
     queries: int
     rows: tuple[WorkloadRow, ...]
+    covered_seconds: float | None = (
+        None  # rates are over this span where Prometheus holds less than the window
+    )
+    coverage: str | None = None  # "over the last 1m15s: Prometheus holds no older data", or None
 
     @property
     def complete(self) -> bool:
@@ -206,14 +210,14 @@ def build(client: Querier, opts: ReportOptions) -> Report:
             price, priced = None, [str(exc)]
         prices = _with_gpu_price(opts.prices, price)
         missing = [*_missing_for(samples, window, opts.latency_metric, prices), *priced]
-        cost = _cost(samples, opts.window_seconds, prices)
+        cost = _cost(samples, window.covered_seconds, prices)
         latency = samples.latency(opts.latency_metric, opts.quantile)
         if latency is None and not any(m.startswith("no data for") and "latency" in m for m in missing):
             missing.append(f"no data for {opts.latency_metric} latency of {workload.ref}")
         revisions = []
         for r in workload.revisions:
             rev_samples = window.total(r.pods)
-            rev_usage = usage_of(rev_samples, opts.window_seconds)
+            rev_usage = usage_of(rev_samples, window.covered_seconds)
             revisions.append(
                 RevisionRow(
                     r.pod_template_hash,
@@ -236,7 +240,9 @@ def build(client: Querier, opts: ReportOptions) -> Report:
             )
         )
     queries = getattr(client, "queries", 0) - before
-    return Report(opts.window_seconds, at, queries, tuple(rows))
+    # Every window ends at the same instant and reads the same record of scrapes: one span for the report.
+    covered = min(w.covered_seconds for w in windows)
+    return Report(opts.window_seconds, at, queries, tuple(rows), covered, windows[0].coverage_note())
 
 
 def _with_gpu_price(prices: Prices, price: GpuPrice | None) -> Prices:
@@ -247,6 +253,8 @@ def to_json(report: Report) -> dict[str, Any]:
     """camelCase, as in CostSLO status."""
     return {
         "window": duration(report.window_seconds),
+        "coveredSeconds": report.covered_seconds,
+        "coverage": report.coverage,
         "at": report.at,
         "queries": report.queries,
         "workloads": [

@@ -37,6 +37,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from costslo import api
+from costslo.api import duration_text
 from costslo.verdict import dollars, seconds
 
 OVERRIDE_ANNOTATION = "costslo.dev/override"
@@ -591,15 +592,6 @@ def _figures_text(figures: RevisionFigures, policy: GatePolicy) -> str:
 def seconds_pair(measured: float, limit: float) -> tuple[str, str]:
     latency, budget = seconds([measured], [limit])
     return latency, budget
-
-
-def duration_text(value: float) -> str:
-    """A bake duration as people write it: 45s, 10m, 2m30s."""
-    total = max(0, round(value))
-    minutes, secs = divmod(total, 60)
-    if not minutes:
-        return f"{secs}s"
-    return f"{minutes}m{secs}s" if secs else f"{minutes}m"
 
 
 def _promote(s: _Step, memory: Memory, h: str, why: str) -> GateDecision:

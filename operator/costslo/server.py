@@ -35,6 +35,8 @@ def verdict_body(namespace: str, name: str, status: Mapping[str, Any] | None) ->
         "observedGeneration": status.get("observedGeneration"),
         "lastEvaluationTime": status.get("lastEvaluationTime"),
         "reason": status.get("message"),
+        # Where Prometheus holds only part of a window: the span its figures are over.
+        "coverage": status.get("coverage"),
     }
 
 

@@ -82,8 +82,8 @@ def run(budgets: list[str], per_object: bool = False) -> tuple[list[Any], int]:
 
 
 def test_queries_per_cycle_do_not_grow_with_costslos() -> None:
-    assert run(["0.1"])[1] == run(["0.1"] * 20)[1] == 26  # 13 quantities x (1h, 5m)
-    assert run(["0.1"] * 20, per_object=True)[1] == 20 * 26
+    assert run(["0.1"])[1] == run(["0.1"] * 20)[1] == 28  # (13 quantities + what Prometheus holds) x (1h, 5m)
+    assert run(["0.1"] * 20, per_object=True)[1] == 20 * 28
 
 
 def test_each_costslo_gets_its_own_verdict_from_the_shared_fetch() -> None:
@@ -173,3 +173,30 @@ def test_replica_time_a_per_replica_price_needs_is_missing_with_its_sentence() -
     (result,) = Evaluator(WithoutPodInfo(pods), inv).cycle([priced], time.time())
     assert result.phase == "MetricsUnavailable"
     assert "no data for replica time: no kube_pod_info series" in result.status["message"]
+
+
+class YoungPrometheus(StandIn):
+    """The same answers, from a Prometheus that holds only the last quarter of every window."""
+
+    def query(self, promql: str, at: float | None = None) -> list[Sample]:
+        if "count(up)" in promql:
+            self.queries += 1
+            return [Sample({}, 0.25)]
+        return super().query(promql, at)
+
+
+def test_a_window_mostly_older_than_prometheus_is_neither_breach_nor_pass() -> None:
+    slos, inv, pods = fleet(["0.1", "0.000001"])
+    results = Evaluator(YoungPrometheus(pods), inv).cycle(slos, time.time())
+    for result in results:
+        status = result.status
+        # Too little evidence: not Met although within budget, not Breached although far over it.
+        assert result.phase == "MetricsUnavailable", status["message"]
+        assert "Prometheus holds only the last 15m of the 1h window" in status["message"]
+        assert status["coverage"] == (
+            "the 1h window: over the last 15m: Prometheus holds no older data; "
+            "the 5m window: over the last 1m15s: Prometheus holds no older data"
+        )
+        # Rates are over the span held: 100 requests per pod in 75 s, not in 300 s.
+        assert status["current"]["requestsPerSecond"] == pytest.approx(100 / 75, rel=1e-3)
+        api.CostSLOStatus.model_validate(status)

@@ -168,3 +168,24 @@ def test_a_price_catalog_without_node_labels_is_a_named_gap() -> None:
 def test_no_runtime_in_scope_is_an_error_with_a_hint() -> None:
     with pytest.raises(report.ReportError, match="check that the servers are scraped"):
         report.build(Canned(OWNERS), report.ReportOptions(namespaces={"ml"}, at=1e9, gpu_hourly=Decimal("2")))
+
+
+def test_a_report_over_a_young_prometheus_rates_over_what_it_holds() -> None:
+    # Prometheus holds 75 s of the hour: 100 requests per pod and one GPU per pod over those 75 s.
+    rules = [
+        (("count(up)",), [Sample({}, 75 / 3600)]),
+        (("sum_over_time", "kube_pod_container_resource_requests"), [pod(p, 75.0) for p in PODS]),
+        *serving_rules(),
+    ]
+    result = report.build(
+        Canned(rules), report.ReportOptions(namespaces={"ml"}, at=1e9, gpu_hourly=Decimal("2"))
+    )
+    (row,) = result.rows
+    assert result.coverage == "over the last 1m15s: Prometheus holds no older data"
+    assert result.covered_seconds == pytest.approx(75)
+    assert row.cost.requests_per_second == pytest.approx(300 / 75)
+    assert row.cost.gpus == pytest.approx(3)
+    assert row.cost.hourly_cost == pytest.approx(Decimal(6), rel=Decimal("1e-9"))  # 3 GPUs at $2
+    # The cost per request never depended on the span.
+    assert row.cost.cost_per_request == pytest.approx(Decimal(3 * 75 * 2) / 3600 / 297)
+    assert report.to_json(result)["coverage"] == result.coverage

@@ -266,7 +266,10 @@ def test_memory_round_trips_through_status() -> None:
     assert Memory.from_status({"state": "Nonsense"}).state is None
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(45, "45s"), (600, "10m"), (150, "2m30s"), (0.4, "0s")])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(45, "45s"), (600, "10m"), (150, "2m30s"), (0.4, "0s"), (4500, "1h15m"), (3600, "1h")],
+)
 def test_durations_read_as_people_write_them(seconds: float, text: str) -> None:
     assert duration_text(seconds) == text
 

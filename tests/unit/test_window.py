@@ -11,7 +11,7 @@ import math
 import pytest
 
 from costslo.metrics.prometheus import Sample
-from costslo.metrics.queries import WindowQuery, plan_window
+from costslo.metrics.queries import WindowQuery, coverage_query, plan_window
 from costslo.metrics.window import MeanParts, Samples, WindowSamples, fetch_window, total
 from costslo.runtimes import RUNTIMES, LabelConfig, LatencyMetric, Quantity, RuntimePreset
 
@@ -25,9 +25,15 @@ class StubPrometheus:
     """Canned answers by quantity and part; records what was asked."""
 
     def __init__(
-        self, plan: tuple[WindowQuery, ...], answers: dict[tuple[Quantity, str], list[Sample]]
+        self,
+        plan: tuple[WindowQuery, ...],
+        answers: dict[tuple[Quantity, str], list[Sample]],
+        covered_share: float | None = None,
     ) -> None:
         self.by_text = {q.promql: answers.get((q.quantity, q.part), []) for q in plan}
+        # What share of the window Prometheus holds scrapes for; None: it cannot say (no `up` series).
+        share = [] if covered_share is None else [Sample({}, covered_share)]
+        self.by_text[coverage_query(300, 5)] = share
         self.asked: list[tuple[str, float | None]] = []
 
     def query(self, promql: str, at: float | None = None) -> list[Sample]:
@@ -48,10 +54,11 @@ def fetch(
     answers: dict[tuple[Quantity, str], list[Sample]],
     labels: LabelConfig | None = None,
     latency: tuple[LatencyMetric, ...] = ("e2e",),
+    covered_share: float | None = 1.0,
 ) -> tuple[StubPrometheus, WindowSamples]:
     labels = labels or LabelConfig()
     plan = plan_window(preset, labels, 300, {"ml"}, latency_metrics=latency)
-    stub = StubPrometheus(plan, answers)
+    stub = StubPrometheus(plan, answers, covered_share)
     return stub, fetch_window(stub, preset, labels, 300, {"ml"}, at=AT, latency_metrics=latency)
 
 
@@ -97,7 +104,7 @@ def test_per_pod_values() -> None:
 
 def test_one_query_per_quantity_all_at_the_same_instant() -> None:
     stub, window = fetch(RUNTIMES["vllm"], VLLM_ANSWERS, latency=("e2e", "ttft", "itl"))
-    assert window.queries == len(stub.asked) == 15
+    assert window.queries == len(stub.asked) == 16  # 15 quantities and the span Prometheus holds
     assert {at for _, at in stub.asked} == {AT}
     assert window.at == AT
     assert window.window_seconds == 300 and window.step_seconds == 5
@@ -170,3 +177,21 @@ def test_results_are_read_from_the_configured_labels() -> None:
     assert window.pods[A1].busy_gpu_seconds == 30
     assert window.pods[A1].gpu_seconds == 300
     assert list(window.pods) == [A1]
+
+
+def test_a_window_prometheus_fully_holds_is_the_whole_window() -> None:
+    _, window = fetch(RUNTIMES["vllm"], VLLM_ANSWERS)
+    assert window.covered_seconds == 300 and not window.partial and window.coverage_note() is None
+
+
+def test_a_window_prometheus_holds_part_of_is_that_part() -> None:
+    _, window = fetch(RUNTIMES["vllm"], VLLM_ANSWERS, covered_share=0.25)
+    assert window.covered_seconds == 75 and window.partial
+    assert window.coverage_note() == "over the last 1m15s: Prometheus holds no older data"
+
+
+@pytest.mark.parametrize("share", [None, 0.0, 0.99])
+def test_unknown_or_nearly_full_coverage_is_the_whole_window(share: float | None) -> None:
+    # No `up` series (it cannot be told), or within one subquery step of the whole window.
+    _, window = fetch(RUNTIMES["vllm"], VLLM_ANSWERS, covered_share=share)
+    assert window.covered_seconds == 300 and window.coverage_note() is None

@@ -186,6 +186,19 @@ def _integrate(expr: str, ctx: _Context) -> str:
     )
 
 
+def coverage_query(window_seconds: float, step_seconds: float) -> str:
+    """The fraction of the window's subquery points at which Prometheus holds any scrape at all.
+
+    `up` is written by Prometheus itself for every target it scrapes, so its absence before some instant
+    means Prometheus holds no older data (a new server, or retention shorter than the window), whatever
+    the workloads did. The answer is one number with no labels: it says nothing about any namespace.
+    """
+    window, step = duration(window_seconds), duration(step_seconds)
+    return (
+        f"count_over_time(count(up)[{window}:{step}]) / scalar(count_over_time(vector(1)[{window}:{step}]))"
+    )
+
+
 def _finished_pods(ctx: _Context) -> str:
     k = ctx.labels.kube_state
     scope = namespace_matcher(k.namespace, ctx.namespaces)

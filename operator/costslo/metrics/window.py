@@ -12,10 +12,17 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from costslo.api import duration_text
 from costslo.metrics.histogram import Bucket, histogram_quantile, merge_buckets
 from costslo.metrics.prometheus import Sample
 from costslo.metrics.promql import duration
-from costslo.metrics.queries import DEFAULT_LATENCY_METRICS, WindowQuery, default_step, plan_window
+from costslo.metrics.queries import (
+    DEFAULT_LATENCY_METRICS,
+    WindowQuery,
+    coverage_query,
+    default_step,
+    plan_window,
+)
 from costslo.runtimes import (
     COUNTER_QUANTITIES,
     DESCRIPTIONS,
@@ -160,6 +167,24 @@ class WindowSamples:
     missing: Mapping[Quantity, str]  # queried, but Prometheus returned no series: "no data for …"
     unsupported: frozenset[Quantity]  # the runtime exposes nothing for these
     queries: int  # PromQL queries this fetch issued
+    # The span at the window's end that Prometheus holds data for: rates, GPUs, replicas and hourly cost are
+    # over it. The whole window where Prometheus is older than the window, or where that cannot be told.
+    covered_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.covered_seconds <= self.window_seconds:
+            object.__setattr__(self, "covered_seconds", self.window_seconds)
+
+    @property
+    def partial(self) -> bool:
+        """Prometheus holds less than the window (by more than one subquery step)."""
+        return self.covered_seconds < self.window_seconds - self.step_seconds
+
+    def coverage_note(self) -> str | None:
+        """'over the last 1m15s: Prometheus holds no older data' where the window is not fully covered."""
+        if not self.partial:
+            return None
+        return f"over the last {duration_text(self.covered_seconds)}: Prometheus holds no older data"
 
     def total(self, pods: Iterable[PodKey]) -> Samples:
         """The sum over the given pods (a target or one revision); pods without samples add nothing."""
@@ -254,6 +279,7 @@ def fetch_window(
                 pod_means[metric] = MeanParts(values[key], count)
         result[key] = _samples({q: scalars.get(q, {}).get(key) for q in _SCALARS}, pod_buckets, pod_means)
 
+    covered = _covered_seconds(client, window_seconds, step, end)
     kinds: dict[LatencyMetric, LatencyKind] = {
         m: "mean" if isinstance(preset.latency[m], MeanLatency) else "quantile"
         for m in dict.fromkeys(latency_metrics)
@@ -272,5 +298,16 @@ def fetch_window(
         latency_kinds=kinds,
         missing=missing,
         unsupported=frozenset(q for q in asked if not preset.supports(q)),
-        queries=len(plan),
+        queries=len(plan) + 1,
+        covered_seconds=covered,
     )
+
+
+def _covered_seconds(client: Querier, window_seconds: float, step: float, end: float) -> float:
+    """How much of the window, at its end, Prometheus holds data for; the whole window when unknown."""
+    answer = [s.value for s in client.query(coverage_query(window_seconds, step), end) if _usable(s.value)]
+    if not answer or answer[0] <= 0:
+        return window_seconds
+    # Each point stands for one step; a span within a step of the whole window is the whole window.
+    covered = min(1.0, answer[0]) * window_seconds
+    return window_seconds if covered >= window_seconds - step else covered
