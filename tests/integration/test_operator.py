@@ -187,7 +187,7 @@ def test_printer_columns_and_events(lab: Lab, judged: str) -> None:
     exact = Decimal(status["current"]["costPerRequest"])
     assert re.fullmatch(r"\$0\.0\d+", row["COST/REQ"]) and len(row["COST/REQ"].lstrip("$0.")) <= 3
     # Two reads of a live object: a write between them moves a figure by more than its write tolerance.
-    assert Decimal(row["COST/REQ"][1:]) == pytest.approx(exact, rel=0.1)
+    assert Decimal(row["COST/REQ"][1:]) == pytest.approx(exact, rel=Decimal("0.1"))
     assert re.fullmatch(r"\d+(ms|\.\d\ds)", row["LATENCY"]), row
     assert re.fullmatch(r"\d{1,3}%", row["UTIL"]), row
     assert abs(int(row["UTIL"][:-1]) - 100 * status["current"]["gpuUtilisation"]) <= 5
