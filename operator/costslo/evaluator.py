@@ -183,10 +183,11 @@ class Evaluator:
             missing = tuple(window.missing[q] for q in window.missing if gap(q, samples, prices))
             # The window's sentences say what to check; the cost model's short "no data for ..." twins
             # would only repeat them.
-            detail = missing + ((price_gap,) if price_gap else ()) + _too_little_history(window, seconds)
+            too_little = _too_little_history(window, seconds)
+            detail = missing + ((price_gap,) if price_gap else ()) + too_little
             short = tuple(m for m in cost.missing if not (detail and m.startswith("no data for")))
             # A window Prometheus holds less than half of is too little evidence: neither a breach nor a pass.
-            judged = not _too_little_history(window, seconds)
+            judged = not too_little
             readings.append(
                 WindowReading(
                     cost_per_request=cost.cost_per_request if judged else None,
@@ -482,7 +483,6 @@ class Evaluator:
             conditions=[_spec_valid(spec_valid, now), *conditions],
         )
         body = status.model_dump(by_alias=True, exclude_none=True)
-        body.setdefault("revisions", [])
         body.setdefault("current", {})
         gate = GateDecision(rollout.Memory.from_status(memory)) if memory else None
         return Evaluation(slo, body, None, TARGET_NOT_FOUND, gate, None)

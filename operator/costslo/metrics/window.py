@@ -169,16 +169,12 @@ class WindowSamples:
     queries: int  # PromQL queries this fetch issued
     # The span at the window's end that Prometheus holds data for: rates, GPUs, replicas and hourly cost are
     # over it. The whole window where Prometheus is older than the window, or where that cannot be told.
-    covered_seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.covered_seconds <= self.window_seconds:
-            object.__setattr__(self, "covered_seconds", self.window_seconds)
+    covered_seconds: float
 
     @property
     def partial(self) -> bool:
-        """Prometheus holds less than the window (by more than one subquery step)."""
-        return self.covered_seconds < self.window_seconds - self.step_seconds
+        """Prometheus holds less than the window (by more than one subquery step: see _covered_seconds)."""
+        return self.covered_seconds < self.window_seconds
 
     def coverage_note(self) -> str | None:
         """'over the last 1m15s: Prometheus holds no older data' where the window is not fully covered."""
