@@ -40,6 +40,7 @@ wait_for() { # description seconds status-field command...: polls every 5 s, sho
     sleep 5
   done
 }
+judged() { local phase; phase=$(cslo '{.status.phase}'); [[ -n $phase && $phase != MetricsUnavailable ]]; }
 rollout_is() { [[ $(cslo '{.status.rollout.state}') == "$1" ]]; }
 replicas_are() { [[ $(kubectl -n ml get deploy summariser -o jsonpath='{.spec.replicas}') == "$1" ]]; }
 show_rollout() {
@@ -88,8 +89,9 @@ step "Starting the operator: costslo run (log: $LAB_DIR/logs/operator.log)"
 operator_pid=$!
 trap 'kill "$operator_pid" 2>/dev/null || true' EXIT
 
-step "Waiting 75s for a full minute of metrics"
-sleep 75
+step "Waiting for the first verdict: the operator judges a window once Prometheus holds half of it (3m: 1m30s)"
+sleep 60
+wait_for "the first verdict" 120 message judged
 step "Delivered requests/s per pod (vLLM, finished_reason stop|length)"
 promql 'sum by (pod) (rate(vllm:request_success_total{namespace="ml",finished_reason=~"stop|length"}[1m]))'
 show_numbers "" "The CostSLOs, as the operator keeps them (kubectl -n ml get cslo -o wide)"

@@ -19,7 +19,7 @@ from costslo.api import duration_text
 from costslo.economics import CostBreakdown, Prices
 from costslo.inventory import Inventory, TargetPods, whole_revision
 from costslo.metrics.prometheus import PrometheusError
-from costslo.metrics.window import Latency, Querier, WindowSamples, fetch_window
+from costslo.metrics.window import Latency, Querier, WindowSamples, fetch_window, merge_missing
 from costslo.pricing import GpuPrice, PriceCatalog, PricingError, gpu_price, weighted_gpu_price
 from costslo.rollout import GateDecision, RevisionFigures
 from costslo.runtimes import LabelConfig, RuntimePreset, preset_for
@@ -196,7 +196,7 @@ class Evaluator:
                     requests=cost.requests,
                     latency_seconds=latency.seconds if latency else None,
                     latency_kind=latency.kind if latency else "quantile",
-                    missing=tuple(dict.fromkeys(detail + short)),
+                    missing=merge_missing(detail + short),
                     latency_missing=() if latency else (f"no data for {policy_metric(spec)} latency",),
                 )
             )

@@ -16,7 +16,7 @@ from typing import Any
 from costslo import economics, views
 from costslo.economics import CostBreakdown, Prices, Projection
 from costslo.metrics.promql import duration, namespace_matcher
-from costslo.metrics.window import Latency, Querier, Samples, WindowSamples, fetch_window
+from costslo.metrics.window import Latency, Querier, Samples, WindowSamples, fetch_window, merge_missing
 from costslo.pricing import GpuPrice, PriceCatalog, PricingError, gpu_price, weighted_gpu_price
 from costslo.runtimes import (
     LATENCY_QUANTITY,
@@ -236,7 +236,7 @@ def build(client: Querier, opts: ReportOptions) -> Report:
                 cost,
                 latency,
                 tuple(revisions),
-                tuple(dict.fromkeys([*missing, *cost.missing])),
+                merge_missing([*missing, *cost.missing]),
             )
         )
     queries = getattr(client, "queries", 0) - before

@@ -12,7 +12,7 @@ import pytest
 
 from costslo.metrics.prometheus import Sample
 from costslo.metrics.queries import WindowQuery, coverage_query, plan_window
-from costslo.metrics.window import MeanParts, Samples, WindowSamples, fetch_window, total
+from costslo.metrics.window import MeanParts, Samples, WindowSamples, fetch_window, merge_missing, total
 from costslo.runtimes import RUNTIMES, LabelConfig, LatencyMetric, Quantity, RuntimePreset
 
 pytestmark = pytest.mark.unit
@@ -122,6 +122,20 @@ def test_missing_quantities_say_what_to_check() -> None:
     )
     assert "dcgm-exporter" in window.missing[Quantity.ENERGY_JOULES]
     assert window.unsupported == frozenset()
+
+
+def test_quantities_missing_for_one_cause_share_its_sentence() -> None:
+    _, window = fetch(RUNTIMES["vllm"], {})
+    merged = merge_missing([*window.missing.values(), "no data for requests", "no data for requests"])
+    counts = [m for m in merged if "no vllm:request_success_total series" in m]
+    assert counts == [
+        "no data for finished requests, delivered (successful) requests and failed requests: "
+        "no vllm:request_success_total series in namespace ml over the last 5m; "
+        "check that the vllm server is scraped and its series carry the namespace/pod labels"
+    ]
+    assert sum("vllm:request_success_total" in m for m in merged) == 1
+    assert merged.count("no data for requests") == 1  # a sentence of another shape stays, once
+    assert len(merged) < len(window.missing)
 
 
 def test_groups_of_pods_add_up() -> None:

@@ -7,8 +7,9 @@ The answer is per (namespace, pod); callers add up the pods of a target or of on
 from __future__ import annotations
 
 import math
+import re
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -199,6 +200,29 @@ def _absent_reason(query: WindowQuery, namespaces: Collection[str] | None, windo
     when = "now" if query.instant else f"over the last {duration(window_seconds)}"
     what = DESCRIPTIONS[query.quantity]
     return f"no data for {what}: no {series} series {_scope(namespaces)} {when}; {query.hint}"
+
+
+_NO_DATA = re.compile(r"no data for (?P<what>[^:]+): (?P<why>.+)", re.DOTALL)
+
+
+def merge_missing(reasons: Iterable[str]) -> tuple[str, ...]:
+    """Say each cause once: "no data for finished requests and failed requests: no X series ...".
+
+    Several quantities read from one series share its sentence word for word; repeated, it buries the one
+    thing to fix. Other sentences stay as they are, in their first place, without duplicates.
+    """
+    merged: dict[str, list[str]] = {}
+    for reason in reasons:
+        match = _NO_DATA.fullmatch(reason)
+        key, what = (match["why"], match["what"]) if match else (reason, None)
+        whats = merged.setdefault(key, [])
+        if what is not None and what not in whats:
+            whats.append(what)
+    return tuple(f"no data for {_and(whats)}: {why}" if whats else why for why, whats in merged.items())
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _usable(value: float) -> bool:
