@@ -21,24 +21,13 @@ from costslo.pricing import GpuPrice, PriceCatalog, PricingError, gpu_price, wei
 from costslo.runtimes import (
     LATENCY_QUANTITY,
     RUNTIMES,
-    CounterSum,
     LabelConfig,
     LatencyMetric,
-    Quantity,
-    RuntimePreset,
 )
 from costslo.usage import gap, usage_of
 from costslo.workloads import Workload, discover
 
-
-def _marker(preset: RuntimePreset) -> str:
-    """The first counter of a preset's finished requests: where it exists, that runtime serves."""
-    expr = preset.counters[Quantity.FINISHED]
-    assert isinstance(expr, CounterSum), f"{preset.name}: finished requests must be a counter sum"
-    return expr.names[0]
-
-
-RUNTIME_MARKERS = {name: _marker(preset) for name, preset in RUNTIMES.items()}
+RUNTIME_MARKERS = {name: preset.marker for name, preset in RUNTIMES.items() if preset.marker}
 
 
 class ReportError(RuntimeError):

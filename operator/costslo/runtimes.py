@@ -103,10 +103,23 @@ class CounterSum:
 
 @dataclass(frozen=True)
 class CounterDifference:
-    """minuend - subtrahend per pod, for runtimes that count all requests and the failed ones only."""
+    """minuend - subtrahend per pod, for runtimes that count all requests and the failed ones only.
+
+    `floor_zero` clamps at zero where the two counters are taken at slightly different moments or count
+    different things (HTTP requests and engine sequences), so noise never reads as negative requests.
+    """
 
     minuend: CounterExpr
     subtrahend: CounterExpr
+    floor_zero: bool = False
+
+
+@dataclass(frozen=True)
+class CounterFallback:
+    """`preferred` for every pod that exports it, `fallback` for the others (PromQL `or`, matched per pod)."""
+
+    preferred: CounterExpr
+    fallback: CounterExpr
 
 
 @dataclass(frozen=True)
@@ -122,7 +135,7 @@ class CustomQuery:
     text: str
 
 
-CounterExpr = CounterSum | CounterDifference | CustomQuery
+CounterExpr = CounterSum | CounterDifference | CounterFallback | CustomQuery
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,8 @@ class RuntimePreset:
     counters: Mapping[Quantity, CounterExpr]
     latency: Mapping[LatencyMetric, LatencySource]
     notes: Mapping[Quantity, str] = field(default_factory=dict)
+    # A series only this runtime exports: where a pod has it, that pod runs this runtime (`costslo report`).
+    marker: str | None = None
 
     def supports(self, quantity: Quantity) -> bool:
         """Whether this runtime exposes anything for `quantity` (GPU and pod quantities: always)."""
@@ -184,21 +199,45 @@ class RuntimePreset:
 # --- the table ---------------------------------------------------------------------------------------
 
 VLLM_DELIVERED_REASONS = ("stop", "length", "repetition")
+# The API server's routes that hand requests to the engine (vllm/entrypoints at v0.34.0). Batch, render,
+# tokenize and admin routes are left out: they are not one inference request each.
+VLLM_INFERENCE_HANDLERS = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/embeddings",
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+    "/v1/score",
+    "/v1/rerank",
+    "/v2/rerank",
+    "/rerank",
+    "/score",
+    "/pooling",
+    "/classify",
+    "/invocations",
+)
 
 
 def _vllm() -> RuntimePreset:
     finished = "vllm:request_success_total"
+    delivered = CounterSum((finished,), (Matcher.one_of("finished_reason", VLLM_DELIVERED_REASONS),))
+    # A client that disconnects or times out takes the engine's abort path, which records no finished stats,
+    # and a request refused before the engine (400 while rendering, 503 at the queue limit) never reaches
+    # it: only the API server's HTTP counter sees every request that ended. Its status codes are grouped and
+    # a disconnect still records 2xx, so failures are all requests minus the engine's delivered ones.
+    requests = CounterFallback(
+        CounterSum(("http_requests_total",), (Matcher.one_of("handler", VLLM_INFERENCE_HANDLERS),)),
+        CounterSum((finished,)),
+    )
     return RuntimePreset(
         name="vllm",
+        marker=finished,
         counters={
-            # Despite its name the counter counts every finished request; the reason says how it ended.
-            Quantity.FINISHED: CounterSum((finished,)),
-            Quantity.DELIVERED: CounterSum(
-                (finished,), (Matcher.one_of("finished_reason", VLLM_DELIVERED_REASONS),)
-            ),
-            Quantity.FAILED: CounterSum(
-                (finished,), (Matcher.none_of("finished_reason", VLLM_DELIVERED_REASONS),)
-            ),
+            Quantity.FINISHED: requests,
+            Quantity.DELIVERED: delivered,
+            Quantity.FAILED: CounterDifference(requests, delivered, floor_zero=True),
             Quantity.INPUT_TOKENS: CounterSum(("vllm:prompt_tokens_total",)),
             Quantity.OUTPUT_TOKENS: CounterSum(("vllm:generation_tokens_total",)),
             Quantity.PREFILL_SECONDS: CounterSum(("vllm:request_prefill_time_seconds_sum",)),
@@ -213,19 +252,25 @@ def _vllm() -> RuntimePreset:
             ),
         },
         notes={
+            Quantity.FINISHED: "http_requests_total of the inference routes (else the engine's count)",
             Quantity.DELIVERED: "finished_reason stop, length or repetition",
-            Quantity.FAILED: "every other finished_reason (abort, error)",
+            Quantity.FAILED: "every other request that ended: aborts, disconnects, 4xx, 5xx",
+            Quantity.INPUT_TOKENS: "every prompt token the engine took: cache hits, aborted requests",
         },
     )
 
 
 def _tgi() -> RuntimePreset:
+    success, failure = "tgi_request_success", "tgi_request_failure"
     return RuntimePreset(
         name="tgi",
+        marker=success,
         counters={
-            Quantity.FINISHED: CounterSum(("tgi_request_count",)),
-            Quantity.DELIVERED: CounterSum(("tgi_request_success",)),
-            Quantity.FAILED: CounterSum(("tgi_request_failure",), zero_with="tgi_request_count"),
+            # Not tgi_request_count: /v1/chat/completions adds 2 to it, /chat_tokenize 1, /v1/completions 1
+            # plus 1 per prompt. Every inference request ends in exactly one success or one failure{err}.
+            Quantity.FINISHED: CounterSum((success, failure)),
+            Quantity.DELIVERED: CounterSum((success,)),
+            Quantity.FAILED: CounterSum((failure,), zero_with=success),
             Quantity.INPUT_TOKENS: CounterSum(("tgi_request_input_length_sum",)),
             Quantity.OUTPUT_TOKENS: CounterSum(("tgi_request_generated_tokens_sum",)),
         },
@@ -234,8 +279,8 @@ def _tgi() -> RuntimePreset:
             "itl": HistogramLatency(("tgi_request_mean_time_per_token_duration",)),
         },
         notes={
-            Quantity.FINISHED: "tgi_request_count counts requests as they arrive",
-            Quantity.INPUT_TOKENS: "recorded at validation, so it includes requests that later failed",
+            Quantity.FINISHED: "tgi_request_success + tgi_request_failure (not tgi_request_count)",
+            Quantity.INPUT_TOKENS: "recorded after validation, so it includes requests that later failed",
             Quantity.OUTPUT_TOKENS: "successful requests only",
             Quantity.LATENCY_ITL: "quantile of each request's mean time per token",
         },
@@ -246,6 +291,7 @@ def _triton() -> RuntimePreset:
     success = "nv_inference_request_success"
     return RuntimePreset(
         name="triton",
+        marker=success,
         counters={
             Quantity.FINISHED: CounterSum((success, "nv_inference_request_failure")),
             Quantity.DELIVERED: CounterSum((success,)),
@@ -272,13 +318,19 @@ def _triton() -> RuntimePreset:
 
 def _sglang() -> RuntimePreset:
     total = "sglang:num_requests_total"
-    aborted = CounterSum(("sglang:num_aborted_requests_total",), zero_with=total)
+    # Observed once per request that finished stop or length with more than one output token: the only
+    # count of delivered requests. num_requests_total - num_aborted_requests_total is not one: a request
+    # aborted while queued is counted as aborted but never in num_requests_total, so the difference
+    # undercounts and goes negative under overload.
+    delivered = "sglang:request_time_per_output_token_seconds_count"
+    aborted = "sglang:num_aborted_requests_total"
     return RuntimePreset(
         name="sglang",
+        marker=total,
         counters={
-            Quantity.FINISHED: CounterSum((total,)),
-            Quantity.DELIVERED: CounterDifference(CounterSum((total,)), aborted),
-            Quantity.FAILED: aborted,
+            Quantity.FINISHED: CounterSum((delivered, aborted)),
+            Quantity.DELIVERED: CounterSum((delivered,)),
+            Quantity.FAILED: CounterSum((aborted,), zero_with=total),
             Quantity.INPUT_TOKENS: CounterSum(("sglang:prompt_tokens_total",)),
             Quantity.OUTPUT_TOKENS: CounterSum(("sglang:generation_tokens_total",)),
         },
@@ -289,7 +341,11 @@ def _sglang() -> RuntimePreset:
                 ("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds")
             ),
         },
-        notes={Quantity.DELIVERED: "all requests minus aborted ones"},
+        notes={
+            Quantity.FINISHED: "delivered + aborted",
+            Quantity.DELIVERED: "stop or length with more than one output token",
+            Quantity.FAILED: "aborted, whether queued or running",
+        },
     )
 
 

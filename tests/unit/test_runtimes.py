@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from costslo.gpu.dcgm import DCGM_SERIES
 from costslo.metrics.promql import quote
 from costslo.metrics.queries import plan_window
 from costslo.runtimes import (
@@ -25,24 +24,20 @@ from costslo.runtimes import (
     preset_for,
     validate_custom_query,
 )
-from costslo.simulator.exporters import RUNTIMES as EXPORTERS
+from tests.support import corpus
 from tests.support.promtool import Case, evaluate
 
 pytestmark = pytest.mark.unit
 
 ML = {"ml"}
 
-# Series METRICS.md documents that the simulator does not serve: older names of renamed histograms and
-# Triton's optional first-response histogram.
-DOCUMENTED_ONLY = {
+# Series the presets read that the corpus scrapes do not show: older names of renamed histograms (served by
+# releases before the one each scrape follows) and Triton's first-response histogram, which exists only with
+# --metrics-config histogram_latencies=true.
+OLDER_OR_OPTIONAL = {
     "vllm:time_per_output_token_seconds": "histogram",
     "sglang:time_per_output_token_seconds": "histogram",
     "nv_inference_first_response_histogram_ms": "histogram",
-}
-KUBE_STATE_METRICS = {
-    "kube_pod_container_resource_requests": "gauge",
-    "kube_pod_info": "gauge",
-    "kube_pod_status_phase": "gauge",
 }
 
 _SELECTOR_NAME = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
@@ -50,11 +45,11 @@ _NAME_REGEX = re.compile(r'__name__=~"([^"]*)"')
 
 
 def families(runtime: str) -> dict[str, str]:
-    """Series family -> type, for one runtime plus the series every runtime shares."""
-    known: dict[str, str] = {s.name: s.kind for s in EXPORTERS[runtime].series}
-    known.update({name: kind for name, kind, _, _ in DCGM_SERIES})
-    known.update(KUBE_STATE_METRICS)
-    known.update(DOCUMENTED_ONLY)
+    """Series family -> type as upstream exports it: the runtime's corpus scrape and the shared exporters'."""
+    known: dict[str, str] = {}
+    for name in (corpus.RUNTIME_SCRAPES[runtime], corpus.DCGM_SCRAPE, corpus.KUBE_STATE_SCRAPE):
+        known.update(corpus.load(name).families)
+    known.update(OLDER_OR_OPTIONAL)
     return known
 
 
@@ -66,11 +61,11 @@ def series_names(promql: str) -> set[str]:
 
 
 def family_of(name: str, known: dict[str, str]) -> tuple[str, str]:
-    """(family, suffix) for a sample name: histograms expose _bucket, _sum and _count."""
+    """(family, suffix) for a sample name: histograms and summaries expose _bucket, _sum and _count."""
     if name in known:
         return name, ""
     for suffix in ("_bucket", "_sum", "_count"):
-        if name.endswith(suffix) and known.get(name.removesuffix(suffix)) == "histogram":
+        if name.endswith(suffix) and known.get(name.removesuffix(suffix)) in ("histogram", "summary"):
             return name.removesuffix(suffix), suffix
     raise AssertionError(f"{name} is not a series the exporters expose")
 
@@ -107,16 +102,23 @@ def test_every_runtime_answers_the_essentials(runtime: str) -> None:
         assert quantity in DESCRIPTIONS
 
 
+_HANDLERS = (
+    "/classify|/invocations|/pooling|/rerank|/score|/v1/audio/transcriptions|/v1/audio/translations|"
+    "/v1/chat/completions|/v1/completions|/v1/embeddings|/v1/messages|/v1/rerank|/v1/responses|/v1/score|"
+    "/v2/rerank"
+)
+_VLLM_REQUESTS = (
+    f'(sum by (namespace, pod) (increase(http_requests_total{{namespace="ml",handler=~"{_HANDLERS}"}}[1h])) '
+    'or sum by (namespace, pod) (increase(vllm:request_success_total{namespace="ml"}[1h])))'
+)
+_VLLM_DELIVERED = (
+    "sum by (namespace, pod) (increase(vllm:request_success_total"
+    '{namespace="ml",finished_reason=~"length|repetition|stop"}[1h]))'
+)
 VLLM_1H = {
-    Quantity.FINISHED: 'sum by (namespace, pod) (increase(vllm:request_success_total{namespace="ml"}[1h]))',
-    Quantity.DELIVERED: (
-        "sum by (namespace, pod) (increase(vllm:request_success_total"
-        '{namespace="ml",finished_reason=~"length|repetition|stop"}[1h]))'
-    ),
-    Quantity.FAILED: (
-        "sum by (namespace, pod) (increase(vllm:request_success_total"
-        '{namespace="ml",finished_reason!~"length|repetition|stop"}[1h]))'
-    ),
+    Quantity.FINISHED: _VLLM_REQUESTS,
+    Quantity.DELIVERED: _VLLM_DELIVERED,
+    Quantity.FAILED: f"clamp_min({_VLLM_REQUESTS} - {_VLLM_DELIVERED}, 0)",
     Quantity.INPUT_TOKENS: 'sum by (namespace, pod) (increase(vllm:prompt_tokens_total{namespace="ml"}[1h]))',
     Quantity.OUTPUT_TOKENS: (
         'sum by (namespace, pod) (increase(vllm:generation_tokens_total{namespace="ml"}[1h]))'
@@ -163,29 +165,37 @@ def test_renamed_histogram_falls_back_per_pod() -> None:
     assert itl.promql == f"{new} or ({old} unless on (namespace, pod) ({new}))"
 
 
-def test_vllm_delivered_and_failed_partition_the_finished_reasons() -> None:
-    plan = {q.quantity: q.promql for q in plan_window(RUNTIMES["vllm"], LabelConfig(), 300, ML)}
-    assert 'finished_reason=~"length|repetition|stop"' in plan[Quantity.DELIVERED]
-    assert 'finished_reason!~"length|repetition|stop"' in plan[Quantity.FAILED]
-    assert "finished_reason" not in plan[Quantity.FINISHED]
+def test_vllm_failures_are_every_request_the_engine_did_not_deliver() -> None:
+    plan = {q.quantity: q for q in plan_window(RUNTIMES["vllm"], LabelConfig(), 300, ML)}
+    assert 'finished_reason=~"length|repetition|stop"' in plan[Quantity.DELIVERED].promql
+    failed = plan[Quantity.FAILED].promql
+    assert failed.startswith("clamp_min((sum by (namespace, pod) (increase(http_requests")
+    assert "finished_reason" not in plan[Quantity.FINISHED].promql
+    assert plan[Quantity.FAILED].series == ("http_requests_total", "vllm:request_success_total")
 
 
 def test_tgi_failures_count_zero_before_the_first_one() -> None:
     plan = {q.quantity: q.promql for q in plan_window(RUNTIMES["tgi"], LabelConfig(), 300, ML)}
     assert plan[Quantity.FAILED] == (
         '(sum by (namespace, pod) (increase(tgi_request_failure{namespace="ml"}[5m])) '
-        'or sum by (namespace, pod) (increase(tgi_request_count{namespace="ml"}[5m])) * 0)'
+        'or sum by (namespace, pod) (increase(tgi_request_success{namespace="ml"}[5m])) * 0)'
+    )
+    assert plan[Quantity.FINISHED] == (
+        'sum by (namespace, pod) (increase({__name__=~"tgi_request_success|tgi_request_failure",'
+        'namespace="ml"}[5m]))'
     )
     assert plan[Quantity.INPUT_TOKENS].startswith(
         "sum by (namespace, pod) (increase(tgi_request_input_length_sum"
     )
 
 
-def test_sglang_delivered_is_all_minus_aborted() -> None:
+def test_sglang_delivered_never_subtracts_aborts() -> None:
     plan = {q.quantity: q.promql for q in plan_window(RUNTIMES["sglang"], LabelConfig(), 300, ML)}
-    total = 'sum by (namespace, pod) (increase(sglang:num_requests_total{namespace="ml"}[5m]))'
-    aborted = 'sum by (namespace, pod) (increase(sglang:num_aborted_requests_total{namespace="ml"}[5m]))'
-    assert plan[Quantity.DELIVERED] == f"{total} - ({aborted} or {total} * 0)"
+    delivered = "sglang:request_time_per_output_token_seconds_count"
+    assert plan[Quantity.DELIVERED] == (
+        f'sum by (namespace, pod) (increase({delivered}{{namespace="ml"}}[5m]))'
+    )
+    assert " - " not in plan[Quantity.FINISHED] + plan[Quantity.DELIVERED] + plan[Quantity.FAILED]
 
 
 def test_triton_latency_is_a_mean_in_seconds() -> None:
@@ -244,10 +254,10 @@ def test_gpu_auto_mode_takes_the_first_pod_label_a_series_carries() -> None:
 def test_kubernetes_sd_labels() -> None:
     labels = LabelConfig.from_modes(runtime="kubernetes-sd", gpu="old-namespace")
     plan = {q.quantity: q for q in plan_window(RUNTIMES["vllm"], labels, 300, ML)}
-    finished = plan[Quantity.FINISHED]
+    finished = plan[Quantity.DELIVERED]
     assert finished.promql == (
-        "sum by (kubernetes_namespace, kubernetes_pod_name) "
-        '(increase(vllm:request_success_total{kubernetes_namespace="ml"}[5m]))'
+        "sum by (kubernetes_namespace, kubernetes_pod_name) (increase(vllm:request_success_total"
+        '{kubernetes_namespace="ml",finished_reason=~"length|repetition|stop"}[5m]))'
     )
     assert finished.group == PodLabels("kubernetes_namespace", "kubernetes_pod_name")
     assert plan[Quantity.BUSY_GPU_SECONDS].group == PodLabels("pod_namespace", "pod_name")
@@ -278,9 +288,9 @@ def test_the_number_of_queries_does_not_grow_with_the_scope() -> None:
 
 def test_hostile_namespace_cannot_escape_its_matcher() -> None:
     plan = plan_window(RUNTIMES["vllm"], LabelConfig(), 300, {'ml"} or vector(1) #'})
-    assert plan[0].promql == (
-        "sum by (namespace, pod) "
-        '(increase(vllm:request_success_total{namespace="ml\\"} or vector(1) #"}[5m]))'
+    assert plan[0].promql.endswith(
+        "or sum by (namespace, pod) "
+        '(increase(vllm:request_success_total{namespace="ml\\"} or vector(1) #"}[5m])))'
     )
 
 

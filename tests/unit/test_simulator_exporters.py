@@ -77,16 +77,22 @@ def test_vllm_series_names_types_and_labels() -> None:
     fams = parsed(text)
     assert fams["vllm:request_success"][0] == "counter"
     assert fams["vllm:e2e_request_latency_seconds"][0] == "histogram"
-    reasons = {s[1]["finished_reason"] for s in fams["vllm:request_success"][1] if s[0].endswith("_total")}
-    assert reasons == {"stop", "length", "abort"}
+    success = [
+        (s[1]["finished_reason"], s[2]) for s in fams["vllm:request_success"][1] if s[0].endswith("_total")
+    ]
+    # Every reason exists from the start; aborts take the engine's abort path and are never counted.
+    assert {r for r, _ in success} == {"stop", "length", "abort", "error", "repetition"}
+    assert dict(success)["abort"] == 0
     labels = fams["vllm:num_requests_running"][1][0][1]
     assert labels == {"engine": "0", "model_name": "meta-llama/Llama-3.1-8B-Instruct", **POD}
-    # Every finished request is in request_success_total and in the e2e histogram's count.
-    finished = sum(v for name, _, v in fams["vllm:request_success"][1] if name.endswith("_total"))
+    # Delivered requests are in request_success_total and the e2e histogram; the API server counts all 201.
+    delivered = sum(v for _, v in success)
     e2e_count = next(
         v for name, _, v in fams["vllm:e2e_request_latency_seconds"][1] if name.endswith("_count")
     )
-    assert finished == e2e_count == 201
+    [(_, http_labels, http)] = [s for s in fams["http_requests"][1] if s[0] == "http_requests_total"]
+    assert http_labels == {"handler": "/v1/chat/completions", "method": "POST", "status": "2xx", **POD}
+    assert delivered == e2e_count < http == 201
 
 
 def test_tgi_and_triton_counters_have_no_total_suffix() -> None:

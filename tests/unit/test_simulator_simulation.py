@@ -164,10 +164,13 @@ def test_exposition_matches_ground_truth() -> None:
         for s in fam.samples:
             samples.setdefault(s.name, 0.0)
             samples[s.name] += s.value
-    assert samples["vllm:request_success_total"] == truth["requests"]["finished"] == 200
+    assert samples["http_requests_total"] == truth["requests"]["finished"] == 200
+    assert samples["vllm:request_success_total"] == truth["requests"]["delivered"]
     assert samples["vllm:prompt_tokens_total"] == truth["tokens"]["input"]
     assert samples["vllm:generation_tokens_total"] == truth["tokens"]["output"]
-    assert samples["vllm:request_prefill_time_seconds_sum"] == pytest.approx(truth["prefillSeconds"])
+    # The per-request phase histograms hold the delivered requests only, like vLLM's.
+    assert samples["vllm:request_prefill_time_seconds_count"] == truth["requests"]["delivered"]
+    assert 0 < samples["vllm:request_prefill_time_seconds_sum"] < truth["prefillSeconds"]
 
 
 def test_vanished_pods_stop_exposing_but_keep_their_truth() -> None:

@@ -44,6 +44,7 @@ from costslo.runtimes import (
     WINDOW_PLACEHOLDER,
     CounterDifference,
     CounterExpr,
+    CounterFallback,
     CustomHistogramLatency,
     CustomQuery,
     HistogramLatency,
@@ -117,7 +118,13 @@ def _counter(expr: CounterExpr, ctx: _Context) -> tuple[str, bool]:
     if isinstance(expr, CounterDifference):
         minuend, _ = _counter(expr.minuend, ctx)
         subtrahend, compound = _counter(expr.subtrahend, ctx)
-        return f"{minuend} - {f'({subtrahend})' if compound else subtrahend}", True
+        text = f"{minuend} - {f'({subtrahend})' if compound else subtrahend}"
+        return (f"clamp_min({text}, 0)", False) if expr.floor_zero else (text, True)
+    if isinstance(expr, CounterFallback):
+        # `or` binds loosest of all operators: parenthesised, the result is one operand of whatever follows.
+        preferred, _ = _counter(expr.preferred, ctx)
+        fallback, _ = _counter(expr.fallback, ctx)
+        return f"({preferred} or {fallback})", False
     scope = namespace_matcher(g.namespace, ctx.namespaces)
     text = (
         f"sum by ({_by(g)}) (increase({_series_selector(expr.names, [scope, *expr.matchers])}[{ctx.window}]))"
@@ -136,7 +143,9 @@ def _counter_series(expr: CounterExpr) -> tuple[str, ...]:
     if isinstance(expr, CustomQuery):
         return (f"custom query {expr.key}",)
     if isinstance(expr, CounterDifference):
-        return _counter_series(expr.minuend) + _counter_series(expr.subtrahend)
+        return tuple(dict.fromkeys(_counter_series(expr.minuend) + _counter_series(expr.subtrahend)))
+    if isinstance(expr, CounterFallback):
+        return tuple(dict.fromkeys(_counter_series(expr.preferred) + _counter_series(expr.fallback)))
     return expr.names
 
 

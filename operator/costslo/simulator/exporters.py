@@ -1,8 +1,8 @@
 """What each model server (vLLM, TGI, Triton, SGLang) and dcgm-exporter would expose, as data.
 
-Names, types and labels follow the exporters' own sources (see METRICS.md in the design notes). Bucket
-bounds follow vLLM's where known; for the others they are the simulator's choice, since queries only need
-`le` buckets to exist, not particular bounds.
+Names, types, labels and what each request adds follow the upstream scrapes in tests/corpus, which
+tests/unit/test_corpus.py holds the simulator to. Bucket bounds follow upstream's where known; elsewhere
+they are the simulator's choice, since queries only need `le` buckets to exist, not particular bounds.
 """
 
 from __future__ import annotations
@@ -49,6 +49,14 @@ def _failed(r: Request) -> bool:
     return not r.ok
 
 
+def _delivered_with_tokens(r: Request) -> bool:
+    return r.ok and r.output_tokens > 1
+
+
+def _streaming(_: Request) -> dict[str, str]:
+    return {"is_streaming": "true"}
+
+
 @dataclass(frozen=True)
 class Series:
     """One series family of a runtime and how a finished request or the load feeds it."""
@@ -62,6 +70,9 @@ class Series:
     labels: Callable[[Request], dict[str, str]] = _no_labels
     buckets: tuple[float, ...] = ()
     gauge: Callable[[Load], float] | None = None
+    # Whether the runtime's own labels (vLLM's model_name and engine, ...) apply; the API server's HTTP
+    # families carry only their own.
+    base: bool = True
 
 
 def _gauge(name: str, help_: str, read: Callable[[Load], float]) -> Series:
@@ -193,7 +204,7 @@ SGLANG_E2E = (
     400.0,
     800.0,
 )
-SGLANG_ITL = (
+SGLANG_ITL: tuple[float, ...] = (
     0.002,
     0.004,
     0.006,
@@ -215,6 +226,7 @@ SGLANG_ITL = (
     1.0,
     2.0,
 )
+SGLANG_TPOT = (*SGLANG_ITL, 4.0, 6.0, 8.0)
 
 
 def _vllm() -> RuntimeSpec:
@@ -233,11 +245,22 @@ def _vllm() -> RuntimeSpec:
     return RuntimeSpec(
         base_labels=lambda p: {"model_name": p.model_name, "engine": "0"},
         series=(
+            # A client that disconnects or times out takes the engine's abort path, which records no
+            # finished stats: aborts reach neither this counter nor the per-request histograms below.
             Series(
                 "vllm:request_success_total",
                 "counter",
                 "Count of successfully processed requests.",
+                when=_ok,
                 labels=lambda r: {"finished_reason": r.finished_reason},
+            ),
+            # The API server sees every request; a disconnect still records 2xx (status codes grouped).
+            Series(
+                "http_requests_total",
+                "counter",
+                "Total number of requests by method, status and handler.",
+                labels=lambda r: {"handler": "/v1/chat/completions", "method": "POST", "status": "2xx"},
+                base=False,
             ),
             Series(
                 "vllm:prompt_tokens_total",
@@ -258,7 +281,7 @@ def _vllm() -> RuntimeSpec:
                 "Histogram of e2e request latency in seconds.",
                 lambda r: r.e2e_seconds,
                 VLLM_REQUEST_SECONDS,
-                when=_always,
+                when=_ok,
             ),
             hist(
                 "time_to_first_token_seconds",
@@ -278,37 +301,42 @@ def _vllm() -> RuntimeSpec:
                 "Histogram of time spent in WAITING phase for request.",
                 lambda r: r.queue_seconds,
                 VLLM_REQUEST_SECONDS,
-                when=_always,
+                when=_ok,
             ),
             hist(
                 "request_prefill_time_seconds",
                 "Histogram of time spent in PREFILL phase for request.",
                 lambda r: r.prefill_seconds,
                 VLLM_REQUEST_SECONDS,
+                when=_ok,
             ),
             hist(
                 "request_decode_time_seconds",
                 "Histogram of time spent in DECODE phase for request.",
                 lambda r: r.decode_seconds,
                 VLLM_REQUEST_SECONDS,
+                when=_ok,
             ),
             hist(
                 "request_inference_time_seconds",
                 "Histogram of time spent in RUNNING phase for request.",
                 lambda r: r.inference_seconds,
                 VLLM_REQUEST_SECONDS,
+                when=_ok,
             ),
             hist(
                 "request_prompt_tokens",
                 "Number of prefill tokens processed.",
                 lambda r: r.input_tokens,
                 TOKENS,
+                when=_ok,
             ),
             hist(
                 "request_generation_tokens",
                 "Number of generation tokens processed.",
                 lambda r: r.output_tokens,
                 TOKENS,
+                when=_ok,
             ),
             _gauge("vllm:num_requests_running", "Number of requests in model execution batches.", _running),
             _gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", _waiting),
@@ -321,7 +349,8 @@ def _tgi() -> RuntimeSpec:
     return RuntimeSpec(
         base_labels=lambda p: {},
         series=(
-            Series("tgi_request_count", "counter", "Total number of requests"),
+            # /v1/chat/completions adds 2 per request: its own handler and the generate path it calls.
+            Series("tgi_request_count", "counter", "Total number of requests", value=lambda r: 2.0),
             Series("tgi_request_success", "counter", "Number of successful requests", when=_ok),
             Series(
                 "tgi_request_failure",
@@ -441,6 +470,7 @@ def _triton() -> RuntimeSpec:
                 "histogram",
                 "TRT LLM input token length",
                 value=lambda r: r.input_tokens,
+                labels=lambda r: {"response_metric_type": "total_input_tokens"},
                 buckets=TOKENS,
                 when=_prefilled,
             ),
@@ -449,6 +479,7 @@ def _triton() -> RuntimeSpec:
                 "histogram",
                 "TRT LLM output token length",
                 value=lambda r: r.output_tokens,
+                labels=lambda r: {"response_metric_type": "total_output_tokens"},
                 buckets=TOKENS,
                 when=_prefilled,
             ),
@@ -457,8 +488,11 @@ def _triton() -> RuntimeSpec:
 
 
 def _sglang() -> RuntimeSpec:
+    # A request aborted while queued (here: dropped) is counted as aborted and nowhere else; one aborted while
+    # running finishes through the normal output path and is counted everywhere but the per-output-token
+    # histogram, which only requests finished stop or length with more than one token reach.
     return RuntimeSpec(
-        base_labels=lambda p: {"model_name": p.model_name},
+        base_labels=lambda p: {"model_name": p.model_name, "engine_type": "unified"},
         series=(
             Series(
                 "sglang:prompt_tokens_total",
@@ -466,6 +500,7 @@ def _sglang() -> RuntimeSpec:
                 "Number of prefill tokens processed.",
                 value=lambda r: r.input_tokens,
                 when=_prefilled,
+                labels=_streaming,
             ),
             Series(
                 "sglang:generation_tokens_total",
@@ -473,8 +508,15 @@ def _sglang() -> RuntimeSpec:
                 "Number of generation tokens processed.",
                 value=lambda r: r.output_tokens,
                 when=_prefilled,
+                labels=_streaming,
             ),
-            Series("sglang:num_requests_total", "counter", "Number of requests processed."),
+            Series(
+                "sglang:num_requests_total",
+                "counter",
+                "Number of requests processed.",
+                when=_prefilled,
+                labels=_streaming,
+            ),
             Series(
                 "sglang:num_aborted_requests_total", "counter", "Number of requests aborted.", when=_failed
             ),
@@ -484,6 +526,8 @@ def _sglang() -> RuntimeSpec:
                 "Histogram of End-to-end request latency in seconds",
                 value=lambda r: r.e2e_seconds,
                 buckets=SGLANG_E2E,
+                when=_prefilled,
+                labels=_streaming,
             ),
             Series(
                 "sglang:time_to_first_token_seconds",
@@ -492,6 +536,16 @@ def _sglang() -> RuntimeSpec:
                 value=lambda r: r.ttft_seconds,
                 buckets=SGLANG_E2E,
                 when=_prefilled,
+                labels=_streaming,
+            ),
+            Series(
+                "sglang:request_time_per_output_token_seconds",
+                "histogram",
+                "Histogram of request time per output token in seconds.",
+                value=lambda r: r.itl_seconds,
+                buckets=SGLANG_TPOT,
+                when=_delivered_with_tokens,
+                labels=_streaming,
             ),
             Series(
                 "sglang:inter_token_latency_seconds",
@@ -532,7 +586,7 @@ class RuntimeExporter:
         if profile.runtime == "vllm":
             # vLLM registers every finished_reason at start, so the series exist before the first request.
             fam = exporter._families["vllm:request_success_total"]
-            for reason in ("stop", "length", "abort"):
+            for reason in ("stop", "length", "abort", "error", "repetition"):
                 fam.values[labels_of({**exporter._base, "finished_reason": reason})] = 0.0
         return exporter
 
@@ -541,7 +595,7 @@ class RuntimeExporter:
             if s.kind == "gauge" or not s.when(request):
                 continue
             fam = self._families[s.name]
-            key = labels_of({**self._base, **s.labels(request)})
+            key = labels_of({**(self._base if s.base else self.pod_labels), **s.labels(request)})
             if s.kind == "counter":
                 fam.values[key] = fam.values.get(key, 0.0) + s.value(request) * s.times(request)
             else:

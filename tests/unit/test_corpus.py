@@ -1,0 +1,255 @@
+"""The presets read upstream's scrapes right, and the simulator exports what upstream exports.
+
+The reference is `tests/corpus/`: one scrape per exporter and release, written from upstream's source and
+headed by the files it follows (see tests/support/corpus.py). Prometheus' own engine (promtool) evaluates
+each preset's queries over the series a scrape becomes, and the figures must be the scrape's `expect`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from costslo.exposition import render
+from costslo.metrics.queries import plan_window
+from costslo.runtimes import RUNTIMES, LabelConfig, Quantity
+from costslo.simulator.exporters import Load, RuntimeExporter
+from costslo.simulator.serving import RequestSampler
+from tests.support import corpus
+from tests.support.corpus import Sample, Scrape
+from tests.support.promtool import evaluate
+from tests.unit.test_simulator_exporters import profile
+
+pytestmark = pytest.mark.unit
+
+ML = {"ml"}
+TARGET = {"namespace": "ml", "pod": "server-0", "container": "server"}
+POD = '{namespace="ml",pod="server-0"}'
+EXPORTER_TARGET = {"namespace": "gpu-operator", "pod": "dcgm-exporter-x7k2p", "container": "exporter"}
+WINDOW_SECONDS = 300
+FIGURES = {
+    "finished": Quantity.FINISHED,
+    "delivered": Quantity.DELIVERED,
+    "failed": Quantity.FAILED,
+    "input_tokens": Quantity.INPUT_TOKENS,
+    "output_tokens": Quantity.OUTPUT_TOKENS,
+}
+
+
+def rounded(promql: str) -> str:
+    """To a thousandth: a counter ramp of scraped values leaves float noise in the last digits."""
+    return f"round({promql}, 0.001)"
+
+
+def cases(promql: str, expected: list[tuple[str, float]]) -> tuple[str, list[tuple[str, float]]]:
+    return rounded(promql), [(labels, round(value, 3)) for labels, value in expected]
+
+
+def pod(namespace: str, name: str) -> str:
+    return f'{{namespace="{namespace}",pod="{name}"}}'
+
+
+def check_counts(
+    tmp_path: Path,
+    runtime: str,
+    scrape: Scrape,
+    expected: dict[Quantity, float],
+    labels: LabelConfig | None = None,
+) -> None:
+    """Fails unless the preset's queries over the scrape give exactly `expected` for the target pod."""
+    plan = {
+        q.quantity: q for q in plan_window(RUNTIMES[runtime], labels or LabelConfig(), WINDOW_SECONDS, ML)
+    }
+    checks = [cases(plan[q].promql, [(POD, value)]) for q, value in expected.items()]
+    evaluate(tmp_path, corpus.as_series([(scrape, TARGET)]), checks, eval_time=corpus.EVAL_TIME)
+
+
+def expected_figures(scrape: Scrape, leave_out: tuple[str, ...] = ()) -> dict[Quantity, float]:
+    return {FIGURES[k]: v for k, v in scrape.expect[""].items() if k in FIGURES and k not in leave_out}
+
+
+def without(scrape: Scrape, family: str) -> Scrape:
+    return replace(scrape, samples=tuple(s for s in scrape.samples if not s.name.startswith(family)))
+
+
+def scaled(scrape: Scrape, name: str, value: float) -> Scrape:
+    return replace(
+        scrape, samples=tuple(replace(s, value=value) if s.name == name else s for s in scrape.samples)
+    )
+
+
+# --- the corpus itself ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", corpus.files(), ids=lambda p: p.name)
+def test_every_scrape_says_what_it_follows(path: Path) -> None:
+    scrape = corpus.load(path)
+    assert scrape.corpus, path
+    assert re.search(r"\d+\.\d+", scrape.upstream) and "commit" in scrape.upstream, scrape.upstream
+    assert scrape.follows and scrape.scenario and scrape.quirks and scrape.expect
+    histograms: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = defaultdict(list)
+    counts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for s in scrape.samples:
+        assert s.kind != "untyped", f"{s.name} has no # TYPE line"
+        key = tuple(sorted((k, v) for k, v in s.labels.items() if k != "le"))
+        if s.name.endswith("_bucket") and s.kind == "histogram":
+            histograms[(s.name.removesuffix("_bucket"), key)].append((float(s.labels["le"]), s.value))
+        elif s.name.endswith("_count") and s.kind == "histogram":
+            counts[(s.name.removesuffix("_count"), key)] = s.value
+    for (family, key), buckets in histograms.items():
+        bounds = [le for le, _ in buckets]
+        values = [v for _, v in sorted(buckets)]
+        assert bounds == sorted(bounds) and bounds[-1] == math.inf, (family, key)
+        assert values == sorted(values), f"{family}{dict(key)}: buckets are not cumulative"
+        assert values[-1] == counts[(family, key)], f"{family}{dict(key)}: +Inf bucket is not the count"
+
+
+# --- each preset against its runtime's scrape ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", ["vllm", "tgi", "sglang"])
+def test_requests_and_tokens_as_upstream_counts_them(tmp_path: Path, runtime: str) -> None:
+    scrape = corpus.load(corpus.RUNTIME_SCRAPES[runtime])
+    check_counts(tmp_path, runtime, scrape, expected_figures(scrape))
+
+
+def test_vllm_client_aborts_and_rejections_are_failures(tmp_path: Path) -> None:
+    """Disconnects take the engine's abort path (no finished stats); a 400 never reaches the engine."""
+    scrape = corpus.load(corpus.RUNTIME_SCRAPES["vllm"])
+    engine = sum(s.value for s in scrape.family("vllm:request_success_total"))
+    assert engine == 17  # what a reader of the engine's counter alone would call every request
+    check_counts(
+        tmp_path, "vllm", scrape, {Quantity.FINISHED: 20, Quantity.DELIVERED: 17, Quantity.FAILED: 3}
+    )
+
+
+def test_vllm_without_the_http_counter_falls_back_to_the_engine(tmp_path: Path) -> None:
+    scrape = without(corpus.load(corpus.RUNTIME_SCRAPES["vllm"]), "http_")
+    check_counts(
+        tmp_path, "vllm", scrape, {Quantity.FINISHED: 17, Quantity.DELIVERED: 17, Quantity.FAILED: 0}
+    )
+
+
+def test_sglang_aborts_in_the_queue_never_make_delivered_negative(tmp_path: Path) -> None:
+    """Queued aborts count as aborted but never in num_requests_total: total - aborted undercounts."""
+    scrape = corpus.load(corpus.RUNTIME_SCRAPES["sglang"])
+    check_counts(tmp_path, "sglang", scrape, {Quantity.DELIVERED: 17, Quantity.FAILED: 4})
+    # Overload: 40 clients give up in the queue. num_requests_total - aborted would read 18 - 40.
+    overloaded = scaled(scrape, "sglang:num_aborted_requests_total", 40)
+    check_counts(
+        tmp_path, "sglang", overloaded, {Quantity.FINISHED: 57, Quantity.DELIVERED: 17, Quantity.FAILED: 40}
+    )
+
+
+def test_tgi_request_count_is_not_a_request_count(tmp_path: Path) -> None:
+    """/v1/chat/completions adds 2 to tgi_request_count and /chat_tokenize 1: 29 for 19 requests."""
+    scrape = corpus.load(corpus.RUNTIME_SCRAPES["tgi"])
+    assert sum(s.value for s in scrape.family("tgi_request_count")) == 29
+    check_counts(tmp_path, "tgi", scrape, {Quantity.FINISHED: 19, Quantity.DELIVERED: 17, Quantity.FAILED: 2})
+
+
+def test_tgi_failures_are_zero_before_the_first_one(tmp_path: Path) -> None:
+    """tgi_request_failure{err} appears only after a first failure: a pod without one has none."""
+    scrape = without(corpus.load(corpus.RUNTIME_SCRAPES["tgi"]), "tgi_request_failure")
+    check_counts(tmp_path, "tgi", scrape, {Quantity.FINISHED: 17, Quantity.FAILED: 0})
+
+
+# --- GPUs: dcgm-exporter and kube-state-metrics -------------------------------------------------------
+
+
+def busy_seconds(scrape: Scrape) -> list[tuple[str, float]]:
+    """BUSY_GPU_SECONDS per pod the scrape expects a busy ratio for: ratio x GPUs x window."""
+    return [
+        (pod(*who.split("/")), figures["busy_ratio"] * figures["gpus"] * WINDOW_SECONDS)
+        for who, figures in scrape.expect.items()
+        if "busy_ratio" in figures
+    ]
+
+
+def renamed_label(scrape: Scrape, old: str, new: str) -> Scrape:
+    def rename(s: Sample) -> Sample:
+        return replace(s, labels={(new if k == old else k): v for k, v in s.labels.items()})
+
+    return replace(scrape, samples=tuple(rename(s) for s in scrape.samples))
+
+
+@pytest.mark.parametrize("honor_labels", [False, True], ids=["exported-labels", "honor-labels"])
+@pytest.mark.parametrize("hostname", ["Hostname", "hostname"])
+def test_dcgm_busy_time_whatever_the_host_label_and_scrape_mode(
+    tmp_path: Path, honor_labels: bool, hostname: str
+) -> None:
+    """`Hostname` is `hostname` on dcgm-exporter's main branch and every series carries the driver version:
+    neither may change what is read. An idle GPU (no pod labels) is no pod's."""
+    scrape = corpus.load(corpus.DCGM_SCRAPE)
+    assert all("DCGM_FI_DRIVER_VERSION" in s.labels and "Hostname" in s.labels for s in scrape.samples)
+    scrape = renamed_label(scrape, "Hostname", hostname)
+    plan = {q.quantity: q for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML)}
+    evaluate(
+        tmp_path,
+        corpus.as_series([(scrape, EXPORTER_TARGET)], honor_labels=honor_labels),
+        [cases(plan[Quantity.BUSY_GPU_SECONDS].promql, busy_seconds(scrape))],
+        eval_time=corpus.EVAL_TIME,
+    )
+
+
+def test_kube_state_metrics_whole_gpus(tmp_path: Path) -> None:
+    scrape = corpus.load(corpus.KUBE_STATE_SCRAPE)
+    ksm_target = {"namespace": "monitoring", "pod": "kube-state-metrics-0", "container": "kube-state-metrics"}
+    plan = {q.quantity: q for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML)}
+    # kube-state-metrics is scraped with honorLabels: its namespace/pod labels are the pods'.
+    evaluate(
+        tmp_path,
+        corpus.as_series([(scrape, ksm_target)], honor_labels=True),
+        [
+            cases(
+                plan[Quantity.CURRENT_GPUS].promql,
+                [(pod("ml", "chat-a"), scrape.expect["ml/chat-a"]["gpus"])],
+            ),
+        ],
+        eval_time=corpus.EVAL_TIME,
+    )
+
+
+# --- the simulator against the same scrapes ------------------------------------------------------------
+
+
+def simulated(runtime: str) -> tuple[dict[str, str], list[Sample]]:
+    p = profile(runtime)
+    exporter = RuntimeExporter.for_pod(p, TARGET)
+    sampler = RequestSampler(p, seed=5)
+    for _ in range(300):
+        exporter.record(sampler.served(0.5, 1))
+    exporter.record(sampler.dropped())
+    exporter.set_load(Load(running=3, waiting=1, utilisation=0.5))
+    return corpus.parse(render(exporter.families()))
+
+
+@pytest.mark.parametrize("runtime", sorted(corpus.RUNTIME_SCRAPES))
+def test_the_simulator_exports_what_upstream_exports(runtime: str) -> None:
+    """Same family names, types and label names as the upstream scrape; every family a preset reads that
+    upstream exports, the simulator exports too, so the lab exercises it."""
+    reference = corpus.load(corpus.RUNTIME_SCRAPES[runtime])
+    families, samples = simulated(runtime)
+    for family, kind in families.items():
+        if family not in reference.families:
+            # The corpus keeps what a reader of requests, tokens and time needs; load gauges may go beyond it.
+            assert kind == "gauge", f"the simulator exports {family} ({kind}), which {runtime} does not"
+            continue
+        assert kind == reference.families[family], family
+        simulated_labels = {k for s in samples if s.name.startswith(family) for k in s.labels}
+        assert simulated_labels - set(TARGET) - {"le"} == reference.label_names(family), family
+    plan = plan_window(
+        RUNTIMES[runtime], LabelConfig(), WINDOW_SECONDS, ML, latency_metrics=("e2e", "ttft", "itl")
+    )
+    read = {name for q in plan for name in q.series}
+    exported = {s.name for s in samples}
+    for name in read:
+        if name in {s.name for s in reference.samples}:
+            assert name in exported, (
+                f"{runtime}: the preset reads {name}, which the simulator does not export"
+            )
