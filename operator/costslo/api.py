@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StringConstraints,
     WithJsonSchema,
     model_validator,
 )
@@ -195,13 +196,24 @@ class Serving(_Model):
     runtime: Literal["vllm", "tgi", "triton", "sglang", "custom"] = Field(
         "vllm", description="Model server whose metrics describe the target's traffic."
     )
-    model_name: str = Field("", max_length=512, description="Only series of this model; empty for all.")
+    models: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description=(
+            "The served models clients call, read alone. Empty: every model of the pod. A Triton pod whose "
+            "series name several models (an ensemble and its steps, which count every request again) is "
+            "not measured until its client-facing model is named here, e.g. [ensemble]. Not for tgi, whose "
+            "series carry no model label, nor custom."
+        ),
+    )
     queries: CustomQueries | None = Field(None, description="PromQL per quantity; only for runtime custom.")
 
     @model_validator(mode="after")
     def _queries_only_for_custom(self) -> Serving:
         if (self.runtime == "custom") != (self.queries is not None):
             raise ValueError(VALIDATIONS["Serving"][0]["message"])
+        if self.models and self.runtime in ("tgi", "custom"):
+            raise ValueError(VALIDATIONS["Serving"][1]["message"])
         return self
 
 
@@ -494,6 +506,12 @@ VALIDATIONS: dict[str, list[dict[str, str]]] = {
             "(self.runtime == 'custom') == has(self.queries)",
             "queries are required for runtime custom and only allowed there",
             ".queries",
+        ),
+        cel(
+            "!(self.runtime in ['tgi', 'custom']) || !has(self.models) || size(self.models) == 0",
+            "models select series by their model label: tgi series have none, and custom queries select "
+            "their own; leave models empty",
+            ".models",
         ),
     ],
     "Pricing": [

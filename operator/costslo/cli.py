@@ -210,6 +210,13 @@ def report(
     window: Annotated[str, typer.Option(help="Window to measure, e.g. 1h or 15m.")] = "1h",
     at: Annotated[float | None, typer.Option(help="End of the window, unix seconds (default: now).")] = None,
     runtime: Annotated[str, typer.Option(help="auto, vllm, tgi, triton or sglang.")] = "auto",
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Read only this served model (repeatable), e.g. a Triton ensemble, whose steps count "
+            "every request again; runtimes without a model label (tgi) are read whole."
+        ),
+    ] = None,
     gpu_hourly: Annotated[str | None, typer.Option(help="Price of one GPU-hour for every pod, USD.")] = None,
     price_catalog: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="Price catalog YAML (by GPU product).")
@@ -237,7 +244,7 @@ def report(
     from costslo.metrics.prometheus import PrometheusClient, PrometheusConfig, PrometheusError
     from costslo.metrics.promql import duration
     from costslo.pricing import CatalogError, read_catalog
-    from costslo.runtimes import LATENCY_METRICS, RUNTIMES, LabelConfig
+    from costslo.runtimes import LATENCY_METRICS, RUNTIMES, LabelConfig, preset_for
 
     try:
         window_seconds = api.parse_duration(window).total_seconds()
@@ -248,6 +255,8 @@ def report(
             )
         if runtime not in ("auto", *RUNTIMES):
             raise ValueError(f"--runtime must be auto or one of {', '.join(RUNTIMES)}")
+        if model and runtime != "auto":
+            preset_for(runtime, models=model)  # says why a runtime cannot select models
         if not 0 < quantile < 1:
             raise ValueError(f"--quantile must lie strictly between 0 and 1, not {quantile}")
         if gpu_hourly is None and price_catalog is None:
@@ -265,6 +274,7 @@ def report(
             namespaces=set(namespace) if namespace else None,
             at=at,
             runtime=runtime,
+            models=tuple(model or ()),
             labels=LabelConfig.from_modes(pod_labels, gpu_labels),  # type: ignore[arg-type]
             latency_metric=latency_metric,
             quantile=quantile,

@@ -111,7 +111,7 @@ class Evaluator:
                 continue
             try:
                 queries = slo.spec.serving.queries.by_quantity() if slo.spec.serving.queries else None
-                preset = preset_for(slo.spec.serving.runtime, queries)
+                preset = preset_for(slo.spec.serving.runtime, queries, slo.spec.serving.models)
             except ValueError as exc:
                 results.append(self._invalid(slo, str(exc), now))
                 continue
@@ -588,8 +588,8 @@ def policy_metric(spec: api.CostSLOSpec) -> Any:
 def _key(preset: RuntimePreset, slo: SloObject, per_object: bool) -> str:
     # Custom presets carry each CostSLO's own queries, so they are never shared.
     if per_object or preset.name == "custom":
-        return f"{preset.name}/{slo.namespace}/{slo.name}"
-    return preset.name
+        return f"{preset.key}/{slo.namespace}/{slo.name}"
+    return preset.key
 
 
 def _batches(

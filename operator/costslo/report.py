@@ -23,11 +23,19 @@ from costslo.runtimes import (
     RUNTIMES,
     LabelConfig,
     LatencyMetric,
+    RuntimePreset,
+    has_model_label,
+    with_models,
 )
 from costslo.usage import gap, usage_of
 from costslo.workloads import Workload, discover
 
 RUNTIME_MARKERS = {name: preset.marker for name, preset in RUNTIMES.items() if preset.marker}
+
+
+def _preset(runtime: str, models: tuple[str, ...]) -> RuntimePreset:
+    preset = RUNTIMES[runtime]
+    return with_models(preset, models) if models and has_model_label(preset) else preset
 
 
 class ReportError(RuntimeError):
@@ -40,6 +48,7 @@ class ReportOptions:
     namespaces: Collection[str] | None = None
     at: float | None = None
     runtime: str = "auto"
+    models: tuple[str, ...] = ()  # served models to read, where a runtime's series name them
     labels: LabelConfig = field(default_factory=LabelConfig)
     latency_metric: LatencyMetric = "e2e"
     quantile: float = 0.95
@@ -166,7 +175,7 @@ def build(client: Querier, opts: ReportOptions) -> Report:
     windows = [
         fetch_window(
             client,
-            RUNTIMES[rt],
+            _preset(rt, opts.models),
             opts.labels,
             opts.window_seconds,
             opts.namespaces,

@@ -9,8 +9,8 @@ PodMonitor scrapes, raw kubernetes_sd_configs, and dcgm-exporter with or without
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -79,18 +79,41 @@ LATENCY_QUANTITY: dict[LatencyMetric, Quantity] = {
 
 
 @dataclass(frozen=True)
+class ModelScope:
+    """Which served models a family's series are read for: the label naming the model, and the models.
+
+    No models named: every model of a pod. Where `one_per_pod` is set (Triton), a pod whose series name
+    several models is left out instead, because a request passing through an ensemble is counted once by
+    every model it runs: summing them would multiply the requests, and which one the clients call cannot be
+    told from the series. Naming the model (spec.serving.models) counts it alone.
+    """
+
+    label: str
+    models: tuple[str, ...] = ()
+    one_per_pod: bool = False
+
+    def __post_init__(self) -> None:
+        check_label_name(self.label)
+
+    def matchers(self) -> tuple[Matcher, ...]:
+        return (Matcher.one_of(self.label, self.models),) if self.models else ()
+
+
+@dataclass(frozen=True)
 class CounterSum:
     """increase() over the window of one or more counter families, summed per pod.
 
     `zero_with` names a counter the server exports from its start: labelled counters such as
     `tgi_request_failure{err}` appear only after their first increment, and a pod whose server is up but has
-    not failed yet has zero failures, not unknown ones.
+    not failed yet has zero failures, not unknown ones. `model` says which served models count (families
+    without a model label, such as the API server's HTTP counter, have none).
     """
 
     names: tuple[str, ...]
     matchers: tuple[Matcher, ...] = ()
     unit_divisor: float = 1.0
     zero_with: str | None = None
+    model: ModelScope | None = None
 
     def __post_init__(self) -> None:
         if not self.names:
@@ -144,6 +167,7 @@ class HistogramLatency:
 
     names: tuple[str, ...]
     le_unit_divisor: float = 1.0  # 1000 for a histogram whose buckets are in milliseconds
+    model: ModelScope | None = None
 
     def __post_init__(self) -> None:
         if not self.names:
@@ -185,6 +209,13 @@ class RuntimePreset:
     notes: Mapping[Quantity, str] = field(default_factory=dict)
     # A series only this runtime exports: where a pod has it, that pod runs this runtime (`costslo report`).
     marker: str | None = None
+    models: tuple[str, ...] = ()  # the served models read (spec.serving.models); empty: all
+    hint: str = ""  # what else to check when a runtime series returns nothing
+
+    @property
+    def key(self) -> str:
+        """Presets with the same key issue the same queries (and share one fetch)."""
+        return f"{self.name}[{','.join(self.models)}]" if self.models else self.name
 
     def supports(self, quantity: Quantity) -> bool:
         """Whether this runtime exposes anything for `quantity` (GPU and pod quantities: always)."""
@@ -222,14 +253,17 @@ VLLM_INFERENCE_HANDLERS = (
 
 def _vllm() -> RuntimePreset:
     finished = "vllm:request_success_total"
-    delivered = CounterSum((finished,), (Matcher.one_of("finished_reason", VLLM_DELIVERED_REASONS),))
+    model = ModelScope("model_name")
+    delivered = CounterSum(
+        (finished,), (Matcher.one_of("finished_reason", VLLM_DELIVERED_REASONS),), model=model
+    )
     # A client that disconnects or times out takes the engine's abort path, which records no finished stats,
     # and a request refused before the engine (400 while rendering, 503 at the queue limit) never reaches
     # it: only the API server's HTTP counter sees every request that ended. Its status codes are grouped and
     # a disconnect still records 2xx, so failures are all requests minus the engine's delivered ones.
     requests = CounterFallback(
         CounterSum(("http_requests_total",), (Matcher.one_of("handler", VLLM_INFERENCE_HANDLERS),)),
-        CounterSum((finished,)),
+        CounterSum((finished,), model=model),
     )
     return RuntimePreset(
         name="vllm",
@@ -238,17 +272,17 @@ def _vllm() -> RuntimePreset:
             Quantity.FINISHED: requests,
             Quantity.DELIVERED: delivered,
             Quantity.FAILED: CounterDifference(requests, delivered, floor_zero=True),
-            Quantity.INPUT_TOKENS: CounterSum(("vllm:prompt_tokens_total",)),
-            Quantity.OUTPUT_TOKENS: CounterSum(("vllm:generation_tokens_total",)),
-            Quantity.PREFILL_SECONDS: CounterSum(("vllm:request_prefill_time_seconds_sum",)),
-            Quantity.DECODE_SECONDS: CounterSum(("vllm:request_decode_time_seconds_sum",)),
+            Quantity.INPUT_TOKENS: CounterSum(("vllm:prompt_tokens_total",), model=model),
+            Quantity.OUTPUT_TOKENS: CounterSum(("vllm:generation_tokens_total",), model=model),
+            Quantity.PREFILL_SECONDS: CounterSum(("vllm:request_prefill_time_seconds_sum",), model=model),
+            Quantity.DECODE_SECONDS: CounterSum(("vllm:request_decode_time_seconds_sum",), model=model),
         },
         latency={
-            "e2e": HistogramLatency(("vllm:e2e_request_latency_seconds",)),
-            "ttft": HistogramLatency(("vllm:time_to_first_token_seconds",)),
+            "e2e": HistogramLatency(("vllm:e2e_request_latency_seconds",), model=model),
+            "ttft": HistogramLatency(("vllm:time_to_first_token_seconds",), model=model),
             # Renamed in 0.11; the old name is still served by older releases.
             "itl": HistogramLatency(
-                ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
+                ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"), model=model
             ),
         },
         notes={
@@ -288,31 +322,42 @@ def _tgi() -> RuntimePreset:
 
 
 def _triton() -> RuntimePreset:
-    success = "nv_inference_request_success"
+    success, failure = "nv_inference_request_success", "nv_inference_request_failure"
+    model = ModelScope("model", one_per_pod=True)
     return RuntimePreset(
         name="triton",
         marker=success,
         counters={
-            Quantity.FINISHED: CounterSum((success, "nv_inference_request_failure")),
-            Quantity.DELIVERED: CounterSum((success,)),
-            Quantity.FAILED: CounterSum(("nv_inference_request_failure",), zero_with=success),
+            Quantity.FINISHED: CounterSum((success, failure), model=model),
+            Quantity.DELIVERED: CounterSum((success,), model=model),
+            Quantity.FAILED: CounterSum((failure,), zero_with=success, model=model),
+            # Observed by the tensorrt_llm model alone, whichever model the clients call: never narrowed.
             Quantity.INPUT_TOKENS: CounterSum(("nv_llm_input_token_len_sum",)),
             Quantity.OUTPUT_TOKENS: CounterSum(("nv_llm_output_token_len_sum",)),
         },
         latency={
             "e2e": MeanLatency(
-                total_seconds=CounterSum(("nv_inference_request_duration_us",), unit_divisor=1e6),
-                count=CounterSum((success,)),
+                total_seconds=CounterSum(
+                    ("nv_inference_request_duration_us",), unit_divisor=1e6, model=model
+                ),
+                count=CounterSum((success,), model=model),
                 note="mean, not quantile: Triton exposes request duration only as a cumulative counter",
             ),
             # Only when Triton runs with histogram metrics enabled; buckets are in milliseconds.
-            "ttft": HistogramLatency(("nv_inference_first_response_histogram_ms",), le_unit_divisor=1000),
+            "ttft": HistogramLatency(
+                ("nv_inference_first_response_histogram_ms",), le_unit_divisor=1000, model=model
+            ),
         },
         notes={
-            Quantity.INPUT_TOKENS: "TensorRT-LLM backend only",
+            Quantity.FAILED: "an ensemble counts each failed request twice (upstream documents count=2)",
+            Quantity.INPUT_TOKENS: "TensorRT-LLM backend only; includes prompts the executor refused",
             Quantity.OUTPUT_TOKENS: "TensorRT-LLM backend only",
             Quantity.LATENCY_E2E: "mean, not quantile",
         },
+        hint=(
+            "a pod serving several models (an ensemble and its steps) is read only for the models named in "
+            "spec.serving.models (costslo report --model), since each step counts every request again"
+        ),
     )
 
 
@@ -324,21 +369,22 @@ def _sglang() -> RuntimePreset:
     # undercounts and goes negative under overload.
     delivered = "sglang:request_time_per_output_token_seconds_count"
     aborted = "sglang:num_aborted_requests_total"
+    model = ModelScope("model_name")
     return RuntimePreset(
         name="sglang",
         marker=total,
         counters={
-            Quantity.FINISHED: CounterSum((delivered, aborted)),
-            Quantity.DELIVERED: CounterSum((delivered,)),
-            Quantity.FAILED: CounterSum((aborted,), zero_with=total),
-            Quantity.INPUT_TOKENS: CounterSum(("sglang:prompt_tokens_total",)),
-            Quantity.OUTPUT_TOKENS: CounterSum(("sglang:generation_tokens_total",)),
+            Quantity.FINISHED: CounterSum((delivered, aborted), model=model),
+            Quantity.DELIVERED: CounterSum((delivered,), model=model),
+            Quantity.FAILED: CounterSum((aborted,), zero_with=total, model=model),
+            Quantity.INPUT_TOKENS: CounterSum(("sglang:prompt_tokens_total",), model=model),
+            Quantity.OUTPUT_TOKENS: CounterSum(("sglang:generation_tokens_total",), model=model),
         },
         latency={
-            "e2e": HistogramLatency(("sglang:e2e_request_latency_seconds",)),
-            "ttft": HistogramLatency(("sglang:time_to_first_token_seconds",)),
+            "e2e": HistogramLatency(("sglang:e2e_request_latency_seconds",), model=model),
+            "ttft": HistogramLatency(("sglang:time_to_first_token_seconds",), model=model),
             "itl": HistogramLatency(
-                ("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds")
+                ("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"), model=model
             ),
         },
         notes={
@@ -577,17 +623,80 @@ def custom_preset(queries: Mapping[str, str]) -> RuntimePreset:
     return RuntimePreset(name="custom", counters=counters, latency=latency)
 
 
-def preset_for(runtime: str, queries: Mapping[str, str] | None = None) -> RuntimePreset:
-    """The preset for a runtime name; `custom` builds one from `queries`."""
+def preset_for(
+    runtime: str, queries: Mapping[str, str] | None = None, models: Sequence[str] = ()
+) -> RuntimePreset:
+    """The preset for a runtime name; `custom` builds one from `queries`; `models` selects served models."""
     if runtime == "custom":
         if not queries:
             raise CustomQueryError("runtime custom needs queries (at least finished and delivered)")
+        if models:
+            raise CustomQueryError("models are not read for runtime custom: select them in its queries")
         return custom_preset(queries)
     if queries:
         raise CustomQueryError(f"queries are only read for runtime custom, not {runtime}")
     try:
-        return RUNTIMES[runtime]
+        preset = RUNTIMES[runtime]
     except KeyError:
         raise ValueError(
             f"unknown runtime {runtime!r}; use one of {', '.join([*RUNTIMES, 'custom'])}"
         ) from None
+    return with_models(preset, models) if models else preset
+
+
+def with_models(preset: RuntimePreset, models: Sequence[str]) -> RuntimePreset:
+    """The preset reading only the named served models' series (families without a model label unchanged)."""
+    chosen = tuple(sorted(set(models)))
+    if any(not m for m in chosen):
+        raise ValueError("a model name cannot be empty")
+    if not has_model_label(preset):
+        raise ValueError(f"{preset.name} series carry no model label, so no model can be selected")
+
+    def scoped(scope: ModelScope | None) -> ModelScope | None:
+        return None if scope is None else replace(scope, models=chosen)
+
+    def counter(expr: CounterExpr) -> CounterExpr:
+        if isinstance(expr, CounterSum):
+            return replace(expr, model=scoped(expr.model))
+        if isinstance(expr, CounterDifference):
+            return replace(expr, minuend=counter(expr.minuend), subtrahend=counter(expr.subtrahend))
+        if isinstance(expr, CounterFallback):
+            return replace(expr, preferred=counter(expr.preferred), fallback=counter(expr.fallback))
+        return expr
+
+    def latency(source: LatencySource) -> LatencySource:
+        if isinstance(source, HistogramLatency):
+            return replace(source, model=scoped(source.model))
+        if isinstance(source, MeanLatency):
+            return replace(source, total_seconds=counter(source.total_seconds), count=counter(source.count))
+        return source
+
+    return replace(
+        preset,
+        counters={q: counter(e) for q, e in preset.counters.items()},
+        latency={m: latency(s) for m, s in preset.latency.items()},
+        models=chosen,
+    )
+
+
+def has_model_label(preset: RuntimePreset) -> bool:
+    """Whether the runtime's series name the served model (so `with_models` can select)."""
+    return bool(_model_labels(preset))
+
+
+def _model_labels(preset: RuntimePreset) -> set[str]:
+    labels: set[str] = set()
+
+    def visit(expr: CounterExpr) -> None:
+        if isinstance(expr, CounterSum) and expr.model:
+            labels.add(expr.model.label)
+        elif isinstance(expr, CounterDifference):
+            visit(expr.minuend)
+            visit(expr.subtrahend)
+        elif isinstance(expr, CounterFallback):
+            visit(expr.preferred)
+            visit(expr.fallback)
+
+    for expr in preset.counters.values():
+        visit(expr)
+    return labels

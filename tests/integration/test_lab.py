@@ -151,7 +151,10 @@ def test_request_rate_matches_the_offered_load(lab: Lab, serving: Serving) -> No
     ns, _, ready_at = serving
     # rate() over 1m needs a whole minute of samples taken after every pod was ready.
     time.sleep(max(0.0, ready_at + 75 - time.monotonic()))
-    result = lab.query(f'sum(rate(vllm:request_success_total{{namespace="{ns}"}}[1m]))')
+    # The API server counts every request that ended; the engine's counter leaves out aborted ones.
+    result = lab.query(
+        f'sum(rate(http_requests_total{{namespace="{ns}",handler="/v1/chat/completions"}}[1m]))'
+    )
     assert float(result[0]["value"][1]) == pytest.approx(OFFERED_RPS, rel=0.05)
     truth = [p for p in lab.truth()["pods"] if p["namespace"] == ns]
     assert sum(p["offeredRps"] for p in truth) == pytest.approx(OFFERED_RPS)

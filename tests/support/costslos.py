@@ -70,6 +70,8 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         ),
         "spec.serving.queries",
     ),
+    ("models-for-tgi", _with("serving", {"runtime": "tgi", "models": ["chat"]}), "spec.serving.models"),
+    ("empty-model-name", _with("serving.models", [""]), "spec.serving.models[0]"),
     ("no-objective", _with("objective", DELETE), "spec.objective"),
     ("empty-objective", _with("objective", {}), "spec.objective"),
     (

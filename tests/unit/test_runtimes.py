@@ -199,7 +199,7 @@ def test_sglang_delivered_never_subtracts_aborts() -> None:
 
 
 def test_triton_latency_is_a_mean_in_seconds() -> None:
-    preset = RUNTIMES["triton"]
+    preset = preset_for("triton", models=["ensemble"])
     e2e = preset.latency["e2e"]
     assert isinstance(e2e, MeanLatency)
     assert "mean, not quantile" in e2e.note
@@ -208,19 +208,45 @@ def test_triton_latency_is_a_mean_in_seconds() -> None:
         (
             "mean_total",
             "sum by (namespace, pod) "
-            '(increase(nv_inference_request_duration_us{namespace="ml"}[5m])) / 1000000',
+            '(increase(nv_inference_request_duration_us{namespace="ml",model="ensemble"}[5m])) / 1000000',
         ),
         (
             "mean_count",
-            'sum by (namespace, pod) (increase(nv_inference_request_success{namespace="ml"}[5m]))',
+            "sum by (namespace, pod) "
+            '(increase(nv_inference_request_success{namespace="ml",model="ensemble"}[5m]))',
         ),
     ]
     finished = next(q for q in plan_window(preset, LabelConfig(), 300, ML) if q.quantity is Quantity.FINISHED)
     assert (
-        '{__name__=~"nv_inference_request_success|nv_inference_request_failure",namespace="ml"}'
+        '{__name__=~"nv_inference_request_success|nv_inference_request_failure",namespace="ml",model="ensemble"}'
         in finished.promql
     )
     assert not preset.supports(Quantity.PREFILL_SECONDS)
+
+
+def test_a_triton_pod_of_several_models_is_read_for_the_named_ones_only() -> None:
+    unnamed = {q.quantity: q for q in plan_window(RUNTIMES["triton"], LabelConfig(), 300, ML)}
+    guard = (
+        "unless on (namespace, pod) (count by (namespace, pod) (count by (namespace, pod, model) "
+        '(last_over_time(nv_inference_request_success{namespace="ml"}[5m]))) > 1))'
+    )
+    assert unnamed[Quantity.DELIVERED].promql.endswith(guard)
+    assert "spec.serving.models" in unnamed[Quantity.DELIVERED].hint
+    # Token lengths come from the tensorrt_llm model alone, whichever model the clients call.
+    assert "unless" not in unnamed[Quantity.INPUT_TOKENS].promql
+    named = {
+        q.quantity: q for q in plan_window(preset_for("triton", models=["ensemble"]), LabelConfig(), 300, ML)
+    }
+    assert "unless" not in named[Quantity.DELIVERED].promql
+    assert "model" not in named[Quantity.INPUT_TOKENS].promql
+    assert preset_for("triton", models=["b", "a", "a"]).key == "triton[a,b]"
+    assert RUNTIMES["triton"].key == "triton"
+    with pytest.raises(ValueError, match="tgi series carry no model label"):
+        preset_for("tgi", models=["x"])
+    with pytest.raises(CustomQueryError, match="models are not read for runtime custom"):
+        preset_for(
+            "custom", {"finished": "a{$__pods}[$__window]", "delivered": "b{$__pods}[$__window]"}, ["x"]
+        )
 
 
 def test_gpu_busy_prefers_the_profiling_ratio_per_gpu() -> None:

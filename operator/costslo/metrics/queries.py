@@ -126,17 +126,27 @@ def _counter(expr: CounterExpr, ctx: _Context) -> tuple[str, bool]:
         fallback, _ = _counter(expr.fallback, ctx)
         return f"({preferred} or {fallback})", False
     scope = namespace_matcher(g.namespace, ctx.namespaces)
-    text = (
-        f"sum by ({_by(g)}) (increase({_series_selector(expr.names, [scope, *expr.matchers])}[{ctx.window}]))"
-    )
+    models = expr.model.matchers() if expr.model else ()
+    series = _series_selector(expr.names, [scope, *expr.matchers, *models])
+    text = f"sum by ({_by(g)}) (increase({series}[{ctx.window}]))"
     compound = False
     if expr.unit_divisor != 1:
         text, compound = f"{text} / {number(expr.unit_divisor)}", True
     if expr.zero_with:
-        baseline = selector(expr.zero_with, [scope])
+        baseline = selector(expr.zero_with, [scope, *models])
         text = f"({text} or sum by ({_by(g)}) (increase({baseline}[{ctx.window}])) * 0)"
         compound = False
+    if expr.model and expr.model.one_per_pod and not expr.model.models:
+        every = _series_selector(expr.names, [scope])
+        text = f"({text} unless on ({_by(g)}) {_several_models(every, expr.model.label, ctx)})"
+        compound = False
     return text, compound
+
+
+def _several_models(series: str, label: str, ctx: _Context) -> str:
+    """The pods whose series name more than one model in the window."""
+    g = ctx.labels.runtime
+    return f"(count by ({_by(g)}) (count by ({_by(g, label)}) (last_over_time({series}[{ctx.window}]))) > 1)"
 
 
 def _counter_series(expr: CounterExpr) -> tuple[str, ...]:
@@ -154,9 +164,15 @@ def _histogram(source: HistogramLatency | CustomHistogramLatency, ctx: _Context)
     if isinstance(source, CustomHistogramLatency):
         return f"sum by ({_by(g, 'le')}) ({_custom_text(source.query, ctx)})"
     scope = namespace_matcher(g.namespace, ctx.namespaces)
+    model = source.model
+    models = model.matchers() if model else ()
 
     def buckets(name: str) -> str:
-        return f"sum by ({_by(g, 'le')}) (rate({selector(name + '_bucket', [scope])}[{ctx.window}]))"
+        text = f"sum by ({_by(g, 'le')}) (rate({selector(name + '_bucket', [scope, *models])}[{ctx.window}]))"
+        if model and model.one_per_pod and not model.models:
+            every = selector(name + "_bucket", [scope])
+            text = f"({text} unless on ({_by(g)}) {_several_models(every, model.label, ctx)})"
+        return text
 
     text = buckets(source.names[0])
     for name in source.names[1:]:
@@ -275,7 +291,7 @@ def plan_window(
     runtime, gpu, kube = labels.runtime, labels.gpu_output, labels.kube_state
     runtime_hint = (
         f"check that the {preset.name} server is scraped and its series carry the "
-        f"{runtime.namespace}/{runtime.pod} labels"
+        f"{runtime.namespace}/{runtime.pod} labels" + (f"; {preset.hint}" if preset.hint else "")
     )
     pairs = ", ".join(f"{p.namespace}/{p.pod}" for p in labels.gpu)
     gpu_hint = f"check that dcgm-exporter runs with Kubernetes pod mapping and its series carry {pairs}"

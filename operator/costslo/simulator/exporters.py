@@ -8,7 +8,7 @@ they are the simulator's choice, since queries only need `le` buckets to exist, 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from costslo.exposition import Family, Histogram, labels_of
@@ -96,6 +96,8 @@ def _cache_usage(load: Load) -> float:
 class RuntimeSpec:
     base_labels: Callable[[PerformanceProfile], dict[str, str]]
     series: tuple[Series, ...]
+    # Series the server creates at 0 when it starts (family, labels over the base ones), as upstream does.
+    at_start: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
 
 def _one_two_five(limit: int) -> tuple[float, ...]:
@@ -342,6 +344,10 @@ def _vllm() -> RuntimeSpec:
             _gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", _waiting),
             _gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", _cache_usage),
         ),
+        at_start=tuple(
+            ("vllm:request_success_total", (("finished_reason", reason),))
+            for reason in ("stop", "length", "abort", "error", "repetition")
+        ),
     )
 
 
@@ -563,7 +569,79 @@ def _sglang() -> RuntimeSpec:
     )
 
 
+def _on_model(labels: Callable[[Request], dict[str, str]], model: str) -> Callable[[Request], dict[str, str]]:
+    return lambda r: {**labels(r), "model": model}
+
+
+def _triton_ensemble() -> RuntimeSpec:
+    """The TensorRT-LLM ensemble layout: every model counts each request it runs in its own series."""
+    steps = ("ensemble", "preprocessing", "tensorrt_llm", "postprocessing")
+    reasons = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
+
+    def model(name: str) -> Callable[[Request], dict[str, str]]:
+        return lambda r: {"model": name}
+
+    def failure(name: str, reason: Callable[[Request], str], count: float) -> Series:
+        return Series(
+            "nv_inference_request_failure",
+            "counter",
+            "Number of failed inference requests, all batch sizes",
+            value=lambda r: count,
+            when=_failed,
+            labels=lambda r: {"model": name, "reason": reason(r)},
+        )
+
+    def us_counter(name: str, step: str, value: Callable[[Request], float]) -> Series:
+        return Series(
+            name, "counter", f"{name} of {step}", value=lambda r: value(r) * 1e6, when=_ok, labels=model(step)
+        )
+
+    # Preprocessing succeeds for every request that arrives; the ensemble, tensorrt_llm and postprocessing
+    # only for those that are served. A failed request is one BACKEND (or REJECTED) failure of tensorrt_llm
+    # and two OTHER failures of the ensemble, which upstream reports twice (docs/user_guide/metrics.md).
+    success_when = {"ensemble": _ok, "preprocessing": _always, "tensorrt_llm": _ok, "postprocessing": _ok}
+    single = {s.name: s for s in _triton().series}
+    series: list[Series] = [
+        Series(
+            "nv_inference_request_success",
+            "counter",
+            single["nv_inference_request_success"].help,
+            when=success_when[step],
+            labels=model(step),
+        )
+        for step in steps
+    ]
+    series += [
+        failure("ensemble", lambda r: "OTHER", 2.0),
+        failure("tensorrt_llm", lambda r: "REJECTED" if r.dropped else "BACKEND", 1.0),
+        *[
+            Series(name, "counter", single[name].help, when=success_when[step], labels=model(step))
+            for name in ("nv_inference_count", "nv_inference_exec_count")
+            for step in steps
+        ],
+        us_counter("nv_inference_request_duration_us", "ensemble", lambda r: r.e2e_seconds),
+        us_counter("nv_inference_request_duration_us", "tensorrt_llm", lambda r: r.inference_seconds),
+        us_counter("nv_inference_queue_duration_us", "tensorrt_llm", lambda r: r.queue_seconds),
+        us_counter("nv_inference_compute_infer_duration_us", "tensorrt_llm", lambda r: r.inference_seconds),
+        single["nv_inference_pending_request_count"],
+        *[
+            replace(s, labels=_on_model(s.labels, "tensorrt_llm"))
+            for s in (single["nv_llm_input_token_len"], single["nv_llm_output_token_len"])
+        ],
+    ]
+    return RuntimeSpec(
+        base_labels=lambda p: {"model": "ensemble", "version": "1"},
+        series=tuple(series),
+        at_start=tuple(
+            ("nv_inference_request_failure", (("model", step), ("reason", reason)))
+            for step in steps
+            for reason in reasons
+        ),
+    )
+
+
 RUNTIMES: dict[str, RuntimeSpec] = {"vllm": _vllm(), "tgi": _tgi(), "triton": _triton(), "sglang": _sglang()}
+TRITON_ENSEMBLE = _triton_ensemble()
 
 
 @dataclass
@@ -578,16 +656,15 @@ class RuntimeExporter:
 
     @classmethod
     def for_pod(cls, profile: PerformanceProfile, pod_labels: Mapping[str, str]) -> RuntimeExporter:
-        spec = RUNTIMES[profile.runtime]
+        spec = (
+            TRITON_ENSEMBLE if profile.runtime == "triton" and profile.ensemble else RUNTIMES[profile.runtime]
+        )
         exporter = cls(spec, dict(pod_labels), profile)
         exporter._base = {**spec.base_labels(profile), **pod_labels}
         for s in spec.series:
             exporter._families[s.name] = Family(s.name, s.kind, s.help)
-        if profile.runtime == "vllm":
-            # vLLM registers every finished_reason at start, so the series exist before the first request.
-            fam = exporter._families["vllm:request_success_total"]
-            for reason in ("stop", "length", "abort", "error", "repetition"):
-                fam.values[labels_of({**exporter._base, "finished_reason": reason})] = 0.0
+        for family, labels in spec.at_start:
+            exporter._families[family].values[labels_of({**exporter._base, **dict(labels)})] = 0.0
         return exporter
 
     def record(self, request: Request) -> None:

@@ -47,6 +47,9 @@ class PerformanceProfile(BaseModel):
     power_idle_watts: float = Field(70, alias="powerIdleWatts", ge=0)
     power_max_watts: float = Field(700, alias="powerMaxWatts", ge=0)
     timeout_seconds: float = Field(60.0, alias="timeoutSeconds", gt=0)
+    # Triton only: serve the TensorRT-LLM ensemble layout (ensemble, preprocessing, tensorrt_llm,
+    # postprocessing), in which every model counts each request it runs.
+    ensemble: bool = False
 
     @property
     def gpu_seconds_per_request(self) -> float:
