@@ -40,24 +40,48 @@ def run_report(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def served_by(
+    runtime: str, name: str, replicas: int, offered_rps: float, overrides: str, **kwargs: Any
+) -> dict[str, Any]:
+    d = inference_deployment(name, replicas=replicas, offered_rps=offered_rps, **kwargs)
+    annotations = d["spec"]["template"]["metadata"]["annotations"]
+    annotations["simulator.costslo.dev/runtime"] = runtime
+    annotations["simulator.costslo.dev/profile-overrides"] = overrides
+    return d
+
+
+def on_l4(d: dict[str, Any]) -> dict[str, Any]:
+    d["spec"]["template"]["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    return d
+
+
+# Each runtime with failures the way its exporter shows them: vLLM's aborts only in the API server's HTTP
+# count, SGLang's queued aborts outside num_requests_total, TGI's request count inflated by its chat route,
+# a Triton ensemble whose four models each count every request (read for the model clients call).
+DEPLOYMENTS = {
+    "vllm": lambda: served_by("vllm", "chat", 2, 16.0, '{"failureRate": 0.03}'),
+    "tgi": lambda: on_l4(
+        served_by("tgi", "embedder", 2, 5.0, '{"failureRate": 0.03}', profile="mistral-7b-l4")
+    ),
+    "sglang": lambda: served_by("sglang", "server", 1, 8.0, '{"failureRate": 0.05}'),
+    "triton": lambda: served_by("triton", "server", 1, 8.0, '{"failureRate": 0.05}'),
+    "ensemble": lambda: served_by("triton", "server", 1, 8.0, '{"failureRate": 0.05, "ensemble": true}'),
+}
+MODELS = {"ensemble": ("ensemble",)}
+
+
 @pytest.fixture(scope="module")
 def measured(lab: Lab) -> Iterator[Measured]:
-    """vLLM and TGI Deployments under steady load, with ground truth at both ends of a 2-minute window."""
-    with lab.namespace("cost-vllm") as vllm_ns, lab.namespace("cost-tgi") as tgi_ns:
-        vllm = inference_deployment("chat", replicas=2, offered_rps=16.0)
-        vllm["spec"]["template"]["metadata"]["annotations"]["simulator.costslo.dev/profile-overrides"] = (
-            '{"failureRate": 0.03}'
-        )
-        tgi = inference_deployment("embedder", replicas=2, profile="mistral-7b-l4", offered_rps=5.0)
-        tgi["spec"]["template"]["metadata"]["annotations"]["simulator.costslo.dev/runtime"] = "tgi"
-        tgi["spec"]["template"]["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": "NVIDIA-L4"}
-        lab.apps.create_namespaced_deployment(vllm_ns, vllm)
-        lab.apps.create_namespaced_deployment(tgi_ns, tgi)
+    """A Deployment per runtime under steady load, with ground truth at both ends of a 2-minute window."""
+    with lab.namespaces(*DEPLOYMENTS, prefix="cost-") as namespaces:
+        deployments = {key: make() for key, make in DEPLOYMENTS.items()}
+        for key, d in deployments.items():
+            lab.apps.create_namespaced_deployment(namespaces[key], d)
         wait_for(
-            "both Deployments Available",
-            lambda: (
-                deployment_available(lab, vllm_ns, "chat", 2)
-                and deployment_available(lab, tgi_ns, "embedder", 2)
+            "every Deployment Available",
+            lambda: all(
+                deployment_available(lab, namespaces[key], d["metadata"]["name"], d["spec"]["replicas"])
+                for key, d in deployments.items()
             ),
             timeout=90,
         )
@@ -65,7 +89,7 @@ def measured(lab: Lab) -> Iterator[Measured]:
         start, truth0 = time.time(), lab.truth()
         time.sleep(WINDOW)
         truth1, end = lab.truth(), time.time()
-        yield Measured({"vllm": vllm_ns, "tgi": tgi_ns}, truth0, truth1, start, end)
+        yield Measured(namespaces, truth0, truth1, start, end)
 
 
 def truth_delta(m: Measured, ns: str) -> dict[str, float]:
@@ -83,11 +107,13 @@ def truth_delta(m: Measured, ns: str) -> dict[str, float]:
     return out
 
 
-def report_for(lab: Lab, m: Measured, runtime: str) -> dict[str, Any]:
+def report_for(lab: Lab, m: Measured, key: str) -> dict[str, Any]:
+    models = [arg for model in MODELS.get(key, ()) for arg in ("--model", model)]
     result = run_report(
         lab,
+        *models,
         "--namespace",
-        m.namespaces[runtime],
+        m.namespaces[key],
         "--window",
         f"{WINDOW}s",
         "--at",
@@ -99,7 +125,7 @@ def report_for(lab: Lab, m: Measured, runtime: str) -> dict[str, Any]:
     )
     assert result.returncode == 0, result.stderr + result.stdout
     (workload,) = json.loads(result.stdout)["workloads"]
-    assert workload["runtime"] == runtime and workload["missing"] == []
+    assert workload["runtime"] == ("triton" if key == "ensemble" else key) and workload["missing"] == []
     return dict(workload)
 
 
@@ -369,30 +395,43 @@ def test_a_heavier_canary_shows_in_projected_not_observed_cost(lab: Lab) -> None
     assert ratio == pytest.approx(new_work / old_work, rel=0.1)
 
 
-@pytest.mark.parametrize("runtime", ["triton", "sglang"])
-def test_triton_and_sglang_presets_against_the_simulator(lab: Lab, runtime: str) -> None:
-    with lab.namespace(f"cost-{runtime}") as ns:
-        d = inference_deployment("server", replicas=1, offered_rps=6.0)
-        d["spec"]["template"]["metadata"]["annotations"]["simulator.costslo.dev/runtime"] = runtime
-        lab.apps.create_namespaced_deployment(ns, d)
-        wait_for("server Available", lambda: deployment_available(lab, ns, "server", 1), timeout=90)
-        time.sleep(15)
-        start = time.time()
-        before = {p["uid"]: p for p in lab.truth()["pods"] if p["namespace"] == ns}
-        time.sleep(60)
-        after, end = lab.truth(), time.time()
-        result = run_report(
-            lab, "--namespace", ns, "--window", "60s", "--at", str(end), "--gpu-hourly", "3", "-o", "json"
-        )
-    assert result.returncode == 0, result.stderr + result.stdout
-    (workload,) = json.loads(result.stdout)["workloads"]
-    assert workload["runtime"] == runtime
-    pods = [p for p in after["pods"] if p["namespace"] == ns]
-    delivered = sum(p["requests"]["delivered"] - before[p["uid"]]["requests"]["delivered"] for p in pods)
-    held = sum(p["provisionedGpuSeconds"] - before[p["uid"]]["provisionedGpuSeconds"] for p in pods)
-    assert end - start == pytest.approx(60, abs=2)
-    assert float(workload["current"]["costPerRequest"]) == pytest.approx(
-        held * 3 / 3600 / delivered, rel=0.02
+@pytest.mark.parametrize("key", ["sglang", "triton", "ensemble"])
+def test_each_runtime_costs_a_request_as_the_simulator_served_it(
+    lab: Lab, measured: Measured, key: str
+) -> None:
+    workload = report_for(lab, measured, key)
+    truth = truth_delta(measured, measured.namespaces[key])
+    current = workload["current"]
+    assert float(current["costPerRequest"]) == pytest.approx(
+        truth["gpuSeconds"] * GPU_HOURLY / 3600 / truth["delivered"], rel=0.01
+    )
+    failed = truth["finished"] - truth["delivered"]
+    # Triton counts each failed ensemble request twice (upstream documents it): 2f / (d + 2f).
+    doubled = 2 if key == "ensemble" else 1
+    assert current["failureRate"] == pytest.approx(
+        doubled * failed / (truth["delivered"] + doubled * failed), abs=0.01
     )
     # Triton exposes no latency histogram by default: the report gives a mean and says so.
-    assert workload["current"]["latencyKind"] == ("mean" if runtime == "triton" else "quantile")
+    assert current["latencyKind"] == ("mean" if key in ("triton", "ensemble") else "quantile")
+
+
+def test_an_ensemble_not_named_is_not_measured_and_says_what_to_name(lab: Lab, measured: Measured) -> None:
+    result = run_report(
+        lab,
+        "--namespace",
+        measured.namespaces["ensemble"],
+        "--window",
+        f"{WINDOW}s",
+        "--at",
+        str(measured.end),
+        "--gpu-hourly",
+        str(GPU_HOURLY),
+        "--output",
+        "json",
+    )
+    assert result.returncode == 1, result.stderr + result.stdout
+    (workload,) = json.loads(result.stdout)["workloads"]
+    assert workload["current"]["costPerRequest"] is None
+    assert any(
+        "delivered" in m and "spec.serving.models" in m and "--model" in m for m in workload["missing"]
+    )
