@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from costslo import __version__, logconfig
+
+if TYPE_CHECKING:
+    from costslo.runtimes import LabelConfig
 
 app = typer.Typer(
     name="costslo",
@@ -27,6 +30,13 @@ PrometheusUrlOption = Annotated[
 ]
 PodLabelsOption = Annotated[str, typer.Option(help="pod-monitor (namespace/pod) or kubernetes-sd.")]
 GpuLabelsOption = Annotated[str, typer.Option(help="DCGM pod labels: auto, exported, plain, old-namespace.")]
+GpuResourceOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="A resource that holds GPUs, NAME=GPUS per unit (repeatable), e.g. nvidia.com/gpu.shared=0.25 "
+        "for 4 time-sliced replicas per GPU. nvidia.com/gpu and MIG slices (Ng of 7; of 4 on A30) are known."
+    ),
+]
 BearerTokenFileOption = Annotated[Path | None, typer.Option(help="File with a bearer token for Prometheus.")]
 HeaderOption = Annotated[list[str] | None, typer.Option(help="Extra header 'Name: value' (repeatable).")]
 Output = Literal["table", "json"]
@@ -228,6 +238,7 @@ def report(
     quantile: Annotated[float, typer.Option(help="Latency quantile.")] = 0.95,
     pod_labels: PodLabelsOption = "pod-monitor",
     gpu_labels: GpuLabelsOption = "auto",
+    gpu_resource: GpuResourceOption = None,
     bearer_token_file: BearerTokenFileOption = None,
     header: HeaderOption = None,
     ca_file: Annotated[Path | None, typer.Option(help="CA bundle for Prometheus' TLS certificate.")] = None,
@@ -244,7 +255,7 @@ def report(
     from costslo.metrics.prometheus import PrometheusClient, PrometheusConfig, PrometheusError
     from costslo.metrics.promql import duration
     from costslo.pricing import CatalogError, read_catalog
-    from costslo.runtimes import LATENCY_METRICS, RUNTIMES, LabelConfig, preset_for
+    from costslo.runtimes import LATENCY_METRICS, RUNTIMES, preset_for
 
     try:
         window_seconds = api.parse_duration(window).total_seconds()
@@ -275,7 +286,7 @@ def report(
             at=at,
             runtime=runtime,
             models=tuple(model or ()),
-            labels=LabelConfig.from_modes(pod_labels, gpu_labels),  # type: ignore[arg-type]
+            labels=_labels(pod_labels, gpu_labels, gpu_resource),
             latency_metric=latency_metric,
             quantile=quantile,
             gpu_hourly=economics.as_decimal(gpu_hourly, "--gpu-hourly") if gpu_hourly else None,
@@ -329,6 +340,14 @@ def _kube_client(kubeconfig: str | None, purpose: str) -> Any:
     except Exception as exc:  # kubernetes' ConfigException, a kubeconfig that is not YAML, and the like
         where = f"--kubeconfig {kubeconfig}" if kubeconfig else "in-cluster or default kubeconfig"
         raise _fail(f"{purpose} ({where}): {exc}") from None
+
+
+def _labels(pod_labels: str, gpu_labels: str, gpu_resource: list[str] | None) -> LabelConfig:
+    """The scrape set-up from the options; raises ValueError with a sentence on a bad one."""
+    from costslo.runtimes import LabelConfig, parse_gpu_resource
+
+    overrides = dict(parse_gpu_resource(text) for text in gpu_resource or [])
+    return LabelConfig.from_modes(pod_labels, gpu_labels, overrides)  # type: ignore[arg-type]
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -406,6 +425,7 @@ def run(
     ] = None,
     pod_labels: PodLabelsOption = "pod-monitor",
     gpu_labels: GpuLabelsOption = "auto",
+    gpu_resource: GpuResourceOption = None,
     bearer_token_file: BearerTokenFileOption = None,
     header: HeaderOption = None,
     peering: Annotated[
@@ -428,7 +448,6 @@ def run(
     """Run the operator: keep every CostSLO's status live from Prometheus."""
     from costslo.metrics.prometheus import PrometheusConfig
     from costslo.pricing import read_catalog
-    from costslo.runtimes import LabelConfig
     from costslo.settings import OperatorSettings
     from costslo.standby import Peering
 
@@ -442,7 +461,7 @@ def run(
             ),
             interval_seconds=_interval(interval),
             namespaces=tuple(namespace or ()),
-            labels=LabelConfig.from_modes(pod_labels, gpu_labels),  # type: ignore[arg-type]
+            labels=_labels(pod_labels, gpu_labels, gpu_resource),
             # Read here, once: inside kopf's startup a bad file would be retried every minute.
             price_catalog=read_catalog(price_catalog) if price_catalog else None,
             kubeconfig=kubeconfig,

@@ -412,6 +412,102 @@ GPU_RESOURCE = "nvidia_com_gpu"
 FINISHED_POD_PHASES = ("Succeeded", "Failed")
 
 
+# --- GPU resources -------------------------------------------------------------------------------------
+
+
+def ksm_resource(name: str) -> str:
+    """A resource name as kube-state-metrics writes it in the `resource` label (nvidia.com/mig-3g.40gb ->
+    nvidia_com_mig_3g_40gb)."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+@dataclass(frozen=True)
+class GpuResource:
+    """Extended resources whose units hold GPU time, and how many GPUs one unit is.
+
+    `names` are resource names as pods request them; `pattern` is an RE2 pattern over kube-state-metrics'
+    spelling of them, less the `excluded` names, for a family such as every MIG profile of one size.
+    """
+
+    gpus: float
+    names: tuple[str, ...] = ()
+    pattern: str | None = None
+    excluded: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.gpus > 0:
+            raise ValueError(f"a GPU resource must hold a positive number of GPUs, not {self.gpus}")
+        if bool(self.names) == bool(self.pattern):
+            raise ValueError("a GPU resource has either names or a pattern")
+
+    def matchers(self) -> tuple[Matcher, ...]:
+        if self.names:
+            return (Matcher.one_of("resource", [ksm_resource(n) for n in self.names]),)
+        assert self.pattern is not None
+        excluded = [ksm_resource(n) for n in self.excluded]
+        return (
+            Matcher("resource", "=~", self.pattern),
+            *([Matcher.none_of("resource", excluded)] if excluded else []),
+        )
+
+
+# A MIG slice is a share of its GPU's compute: Ng of 7 slices on A100, H100, H200 and B200, of 4 on the A30,
+# whose profiles are the only ones named 1g.6gb, 2g.12gb and 4g.24gb. The `+me` variants (media
+# extensions) are the same share.
+_A30_MIG = {1: ("1g.6gb", "1g.6gb+me"), 2: ("2g.12gb", "2g.12gb+me"), 4: ("4g.24gb",)}
+_MIG_SIZES = (1, 2, 3, 4, 7)
+DEFAULT_GPU_RESOURCES: tuple[GpuResource, ...] = (
+    GpuResource(1.0, names=("nvidia.com/gpu",)),
+    *(
+        GpuResource(n / 4, names=tuple(f"nvidia.com/mig-{p}" for p in profiles))
+        for n, profiles in _A30_MIG.items()
+    ),
+    *(
+        GpuResource(
+            n / 7,
+            pattern=f"nvidia_com_mig_{n}g_.*",
+            excluded=tuple(f"nvidia.com/mig-{p}" for p in _A30_MIG.get(n, ())),
+        )
+        for n in _MIG_SIZES
+    ),
+)
+
+
+def gpu_resources(overrides: Mapping[str, float] | None = None) -> tuple[GpuResource, ...]:
+    """The defaults, with `overrides` (resource name -> GPUs per unit) taking precedence, e.g. a
+    time-sliced `nvidia.com/gpu.shared` with 4 replicas per GPU is 0.25."""
+    if not overrides:
+        return DEFAULT_GPU_RESOURCES
+    chosen = set(overrides)
+    sanitised = {ksm_resource(n) for n in chosen}
+    out = [GpuResource(float(gpus), names=(name,)) for name, gpus in sorted(overrides.items())]
+    for r in DEFAULT_GPU_RESOURCES:
+        if r.names:
+            kept = tuple(n for n in r.names if ksm_resource(n) not in sanitised)
+            if kept:
+                out.append(replace(r, names=kept))
+        else:
+            assert r.pattern is not None
+            taken = sorted(n for n in chosen if re.fullmatch(r.pattern, ksm_resource(n)))
+            out.append(replace(r, excluded=tuple(dict.fromkeys((*r.excluded, *taken)))))
+    return tuple(out)
+
+
+def parse_gpu_resource(text: str) -> tuple[str, float]:
+    """`nvidia.com/gpu.shared=0.25` -> ("nvidia.com/gpu.shared", 0.25), with a sentence when malformed."""
+    name, sep, value = text.partition("=")
+    try:
+        gpus = float(value)
+    except ValueError:
+        gpus = float("nan")
+    if not sep or not name.strip() or not gpus > 0 or gpus == float("inf"):
+        raise ValueError(
+            f"a GPU resource is NAME=GPUS with GPUS the positive number of GPUs one unit holds, e.g. "
+            f"nvidia.com/gpu.shared=0.25; not {text!r}"
+        )
+    return name.strip(), gpus
+
+
 # --- label plumbing -----------------------------------------------------------------------------------
 
 
@@ -467,6 +563,8 @@ class LabelConfig:
     runtime: PodLabels = POD_MONITOR
     gpu: tuple[PodLabels, ...] = GPU_LABEL_MODES["auto"]
     kube_state: PodLabels = POD_MONITOR
+    # Which values of kube-state-metrics' `resource` label are GPUs, and how many GPUs a unit holds.
+    gpu_resources: tuple[GpuResource, ...] = DEFAULT_GPU_RESOURCES
 
     def __post_init__(self) -> None:
         if not self.gpu:
@@ -475,15 +573,24 @@ class LabelConfig:
             raise ValueError("the DCGM namespace/pod label pairs repeat")
 
     @classmethod
-    def from_modes(cls, runtime: RuntimeLabelMode = "pod-monitor", gpu: GpuLabelMode = "auto") -> LabelConfig:
-        """A configuration from the named scrape set-ups."""
+    def from_modes(
+        cls,
+        runtime: RuntimeLabelMode = "pod-monitor",
+        gpu: GpuLabelMode = "auto",
+        gpu_resource_overrides: Mapping[str, float] | None = None,
+    ) -> LabelConfig:
+        """A configuration from the named scrape set-ups (and GPU resources beyond the defaults)."""
         if runtime not in RUNTIME_LABEL_MODES:
             raise ValueError(
                 f"unknown runtime label mode {runtime!r}; use one of {', '.join(RUNTIME_LABEL_MODES)}"
             )
         if gpu not in GPU_LABEL_MODES:
             raise ValueError(f"unknown DCGM label mode {gpu!r}; use one of {', '.join(GPU_LABEL_MODES)}")
-        return cls(runtime=RUNTIME_LABEL_MODES[runtime], gpu=GPU_LABEL_MODES[gpu])
+        return cls(
+            runtime=RUNTIME_LABEL_MODES[runtime],
+            gpu=GPU_LABEL_MODES[gpu],
+            gpu_resources=gpu_resources(gpu_resource_overrides),
+        )
 
     @property
     def gpu_output(self) -> PodLabels:

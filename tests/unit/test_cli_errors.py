@@ -86,3 +86,24 @@ def test_run_refuses_an_interval_that_would_hammer_prometheus(tmp_path: Path) ->
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "error: --interval 0s is too short: at least 5s" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "report"])
+def test_a_gpu_resource_without_a_share_is_refused_with_its_form(tmp_path: Path, command: str) -> None:
+    args = [command, "--prometheus-url", "http://127.0.0.1:9", "--gpu-resource", "nvidia.com/gpu.shared"]
+    result = costslo(
+        *args, *(["--gpu-hourly", "3"] if command == "report" else []), env={"HOME": str(tmp_path)}
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (
+        "error: a GPU resource is NAME=GPUS" in result.stderr
+        and "nvidia.com/gpu.shared=0.25" in result.stderr
+    )
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_models_for_a_runtime_without_a_model_label_are_refused(tmp_path: Path) -> None:
+    args = ["report", "--prometheus-url", "http://127.0.0.1:9", "--gpu-hourly", "3", "--runtime", "tgi"]
+    result = costslo(*args, "--model", "chat", env={"HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: tgi series carry no model label" in result.stderr

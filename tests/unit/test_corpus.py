@@ -216,19 +216,33 @@ def test_dcgm_busy_time_whatever_the_host_label_and_scrape_mode(
     )
 
 
-def test_kube_state_metrics_whole_gpus(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "embed_a"),
+    [({}, 3 / 7), ({"nvidia.com/mig-3g.40gb": 0.5}, 0.5)],
+    ids=["mig-share", "mig-override"],
+)
+def test_kube_state_metrics_gpus_whole_mig_and_shared(
+    tmp_path: Path, overrides: dict[str, float], embed_a: float
+) -> None:
+    """A MIG slice is its share of the GPU (3g of 7), a time-sliced replica the share configured for it.
+    A GPU claimed through DRA has no resource request: kube-state-metrics cannot see it."""
     scrape = corpus.load(corpus.KUBE_STATE_SCRAPE)
+    assert scrape.expect["ml/embed-a"]["gpus"] == pytest.approx(3 / 7)
     ksm_target = {"namespace": "monitoring", "pod": "kube-state-metrics-0", "container": "kube-state-metrics"}
-    plan = {q.quantity: q for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML)}
+    labels = LabelConfig.from_modes(gpu_resource_overrides={"nvidia.com/gpu.shared": 0.5, **overrides})
+    plan = {q.quantity: q for q in plan_window(RUNTIMES["vllm"], labels, WINDOW_SECONDS, ML)}
+    expected = [
+        (pod("ml", "chat-a"), scrape.expect["ml/chat-a"]["gpus"]),
+        (pod("ml", "embed-a"), embed_a),
+        (pod("ml", "shared-a"), scrape.expect["ml/shared-a"]["gpus"]),
+    ]
     # kube-state-metrics is scraped with honorLabels: its namespace/pod labels are the pods'.
     evaluate(
         tmp_path,
         corpus.as_series([(scrape, ksm_target)], honor_labels=True),
         [
-            cases(
-                plan[Quantity.CURRENT_GPUS].promql,
-                [(pod("ml", "chat-a"), scrape.expect["ml/chat-a"]["gpus"])],
-            ),
+            cases(plan[Quantity.CURRENT_GPUS].promql, expected),
+            cases(plan[Quantity.GPU_SECONDS].promql, [(p, g * WINDOW_SECONDS) for p, g in expected]),
         ],
         eval_time=corpus.EVAL_TIME,
     )

@@ -21,6 +21,7 @@ from costslo.runtimes import (
     Quantity,
     custom_preset,
     custom_query_keys,
+    parse_gpu_resource,
     preset_for,
     validate_custom_query,
 )
@@ -132,23 +133,52 @@ VLLM_1H = {
     Quantity.LATENCY_E2E: (
         'sum by (namespace, pod, le) (rate(vllm:e2e_request_latency_seconds_bucket{namespace="ml"}[1h]))'
     ),
-    Quantity.GPU_SECONDS: (
-        "sum_over_time((sum by (namespace, pod) (max by (namespace, pod, container) "
-        '(kube_pod_container_resource_requests{resource="nvidia_com_gpu",node!="",namespace="ml"})) '
-        'unless on (namespace, pod) (kube_pod_status_phase{phase=~"Failed|Succeeded",namespace="ml"} == 1))'
-        "[1h:5s]) * 3600 / scalar(count_over_time(vector(1)[1h:5s]))"
-    ),
     Quantity.REPLICA_SECONDS: (
         'sum_over_time((max by (namespace, pod) (kube_pod_info{node!="",namespace="ml"}) '
         'unless on (namespace, pod) (kube_pod_status_phase{phase=~"Failed|Succeeded",namespace="ml"} == 1))'
         "[1h:5s]) * 3600 / scalar(count_over_time(vector(1)[1h:5s]))"
     ),
-    Quantity.CURRENT_GPUS: (
-        "sum by (namespace, pod) (max by (namespace, pod, container) "
-        '(kube_pod_container_resource_requests{resource="nvidia_com_gpu",node!="",namespace="ml"})) '
-        'unless on (namespace, pod) (kube_pod_status_phase{phase=~"Failed|Succeeded",namespace="ml"} == 1)'
-    ),
 }
+
+
+def test_gpus_are_every_gpu_resource_at_its_share() -> None:
+    plan = {q.quantity: q.promql for q in plan_window(RUNTIMES["vllm"], LabelConfig(), 3600, ML)}
+    current = plan[Quantity.CURRENT_GPUS]
+    assert current.startswith(
+        "sum by (namespace, pod) (max by (namespace, pod, container, resource) "
+        '(kube_pod_container_resource_requests{resource="nvidia_com_gpu",node!="",namespace="ml"}) or '
+    )
+    assert current.endswith(
+        ') unless on (namespace, pod) (kube_pod_status_phase{phase=~"Failed|Succeeded",namespace="ml"} == 1)'
+    )
+    assert 'resource=~"nvidia_com_mig_3g_.*",node!="",namespace="ml"}) * 0.42857142857142855' in current
+    assert plan[Quantity.GPU_SECONDS] == (
+        f"sum_over_time(({current})[1h:5s]) * 3600 / scalar(count_over_time(vector(1)[1h:5s]))"
+    )
+    shared = LabelConfig.from_modes(gpu_resource_overrides={"nvidia.com/gpu.shared": 0.25})
+    with_shared = next(
+        q.promql
+        for q in plan_window(RUNTIMES["vllm"], shared, 300, ML)
+        if q.quantity is Quantity.CURRENT_GPUS
+    )
+    assert 'resource="nvidia_com_gpu_shared",node!="",namespace="ml"}) * 0.25 or' in with_shared
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("nvidia.com/gpu.shared=0.25", ("nvidia.com/gpu.shared", 0.25)),
+        (" amd.com/gpu =1", ("amd.com/gpu", 1.0)),
+    ],
+)
+def test_gpu_resource_flags(text: str, parsed: tuple[str, float]) -> None:
+    assert parse_gpu_resource(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["nvidia.com/gpu.shared", "=1", "x=0", "x=-1", "x=inf", "x=nan", "x=a"])
+def test_bad_gpu_resource_flags_say_the_form(text: str) -> None:
+    with pytest.raises(ValueError, match="NAME=GPUS"):
+        parse_gpu_resource(text)
 
 
 def test_vllm_queries() -> None:

@@ -231,16 +231,17 @@ def _finished_pods(ctx: _Context) -> str:
 
 
 def _allocated_gpus(ctx: _Context) -> str:
-    """GPUs requested by each scheduled, unfinished pod (deduplicated across kube-state-metrics replicas)."""
+    """GPUs requested by each scheduled, unfinished pod (deduplicated across kube-state-metrics replicas),
+    a MIG slice or a time-sliced replica counted as its share of a GPU."""
     k = ctx.labels.kube_state
     scope = namespace_matcher(k.namespace, ctx.namespaces)
-    requests = selector(
-        POD_RESOURCE_REQUESTS, [Matcher.equal("resource", GPU_RESOURCE), Matcher.present("node"), scope]
-    )
-    return (
-        f"sum by ({_by(k)}) (max by ({_by(k, 'container')}) ({requests}))"
-        f" unless on ({_by(k)}) {_finished_pods(ctx)}"
-    )
+    branches = []
+    for resource in ctx.labels.gpu_resources:
+        requests = selector(POD_RESOURCE_REQUESTS, [*resource.matchers(), Matcher.present("node"), scope])
+        branch = f"max by ({_by(k, 'container', 'resource')}) ({requests})"
+        branches.append(branch if resource.gpus == 1 else f"{branch} * {number(resource.gpus)}")
+    # The resources never overlap, and each branch keeps `resource`: `or` only joins them.
+    return f"sum by ({_by(k)}) ({' or '.join(branches)}) unless on ({_by(k)}) {_finished_pods(ctx)}"
 
 
 def _running_pods(ctx: _Context) -> str:
@@ -333,7 +334,7 @@ def plan_window(
                     le_unit_divisor=divisor,
                 )
             )
-    requests_series = (f'{POD_RESOURCE_REQUESTS}{{resource="{GPU_RESOURCE}"}}',)
+    requests_series = (f'{POD_RESOURCE_REQUESTS}{{resource=~"{GPU_RESOURCE}|nvidia_com_mig_.*"}}',)
     plan += [
         WindowQuery(
             Quantity.GPU_SECONDS,
