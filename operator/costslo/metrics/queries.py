@@ -335,6 +335,10 @@ def plan_window(
                 )
             )
     requests_series = (f'{POD_RESOURCE_REQUESTS}{{resource=~"{GPU_RESOURCE}|nvidia_com_mig_.*"}}',)
+    gpus_hint = (
+        f"{kube_hint}; a GPU resource other than nvidia.com/gpu or a MIG slice needs "
+        "--gpu-resource NAME=GPUS (Helm prometheus.gpuResources)"
+    )
     plan += [
         WindowQuery(
             Quantity.GPU_SECONDS,
@@ -342,7 +346,7 @@ def plan_window(
             _integrate(_allocated_gpus(ctx), ctx),
             kube,
             requests_series,
-            kube_hint,
+            gpus_hint,
         ),
         WindowQuery(
             Quantity.REPLICA_SECONDS,
@@ -367,7 +371,7 @@ def plan_window(
             _allocated_gpus(ctx),
             kube,
             requests_series,
-            kube_hint,
+            gpus_hint,
             instant=True,
         ),
     ]

@@ -598,7 +598,7 @@ def _triton_ensemble() -> RuntimeSpec:
 
     # Preprocessing succeeds for every request that arrives; the ensemble, tensorrt_llm and postprocessing
     # only for those that are served. A failed request is one BACKEND (or REJECTED) failure of tensorrt_llm
-    # and two OTHER failures of the ensemble, which upstream reports twice (docs/user_guide/metrics.md).
+    # and two OTHER failures of the ensemble: Triton reports it twice (its metrics guide says count=2).
     success_when = {"ensemble": _ok, "preprocessing": _always, "tensorrt_llm": _ok, "postprocessing": _ok}
     single = {s.name: s for s in _triton().series}
     series: list[Series] = [
