@@ -30,6 +30,14 @@ PrometheusUrlOption = Annotated[
 ]
 PodLabelsOption = Annotated[str, typer.Option(help="pod-monitor (namespace/pod) or kubernetes-sd.")]
 GpuLabelsOption = Annotated[str, typer.Option(help="DCGM pod labels: auto, exported, plain, old-namespace.")]
+GpuBusyOption = Annotated[
+    str,
+    typer.Option(
+        help="What counts a GPU busy: gr-engine (DCGM_FI_PROF_GR_ENGINE_ACTIVE, else GPU_UTIL), sm "
+        "(DCGM_FI_PROF_SM_ACTIVE) or tensor (DCGM_FI_PROF_PIPE_TENSOR_ACTIVE); the stricter two need those "
+        "fields in dcgm-exporter's counters."
+    ),
+]
 GpuResourceOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -239,6 +247,7 @@ def report(
     pod_labels: PodLabelsOption = "pod-monitor",
     gpu_labels: GpuLabelsOption = "auto",
     gpu_resource: GpuResourceOption = None,
+    gpu_busy: GpuBusyOption = "gr-engine",
     bearer_token_file: BearerTokenFileOption = None,
     header: HeaderOption = None,
     ca_file: Annotated[Path | None, typer.Option(help="CA bundle for Prometheus' TLS certificate.")] = None,
@@ -286,7 +295,7 @@ def report(
             at=at,
             runtime=runtime,
             models=tuple(model or ()),
-            labels=_labels(pod_labels, gpu_labels, gpu_resource),
+            labels=_labels(pod_labels, gpu_labels, gpu_resource, gpu_busy),
             latency_metric=latency_metric,
             quantile=quantile,
             gpu_hourly=economics.as_decimal(gpu_hourly, "--gpu-hourly") if gpu_hourly else None,
@@ -342,12 +351,12 @@ def _kube_client(kubeconfig: str | None, purpose: str) -> Any:
         raise _fail(f"{purpose} ({where}): {exc}") from None
 
 
-def _labels(pod_labels: str, gpu_labels: str, gpu_resource: list[str] | None) -> LabelConfig:
+def _labels(pod_labels: str, gpu_labels: str, gpu_resource: list[str] | None, gpu_busy: str) -> LabelConfig:
     """The scrape set-up from the options; raises ValueError with a sentence on a bad one."""
     from costslo.runtimes import LabelConfig, parse_gpu_resource
 
     overrides = dict(parse_gpu_resource(text) for text in gpu_resource or [])
-    return LabelConfig.from_modes(pod_labels, gpu_labels, overrides)  # type: ignore[arg-type]
+    return LabelConfig.from_modes(pod_labels, gpu_labels, overrides, gpu_busy)  # type: ignore[arg-type]
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -426,6 +435,7 @@ def run(
     pod_labels: PodLabelsOption = "pod-monitor",
     gpu_labels: GpuLabelsOption = "auto",
     gpu_resource: GpuResourceOption = None,
+    gpu_busy: GpuBusyOption = "gr-engine",
     bearer_token_file: BearerTokenFileOption = None,
     header: HeaderOption = None,
     peering: Annotated[
@@ -461,7 +471,7 @@ def run(
             ),
             interval_seconds=_interval(interval),
             namespaces=tuple(namespace or ()),
-            labels=_labels(pod_labels, gpu_labels, gpu_resource),
+            labels=_labels(pod_labels, gpu_labels, gpu_resource, gpu_busy),
             # Read here, once: inside kopf's startup a bad file would be retried every minute.
             price_catalog=read_catalog(price_catalog) if price_catalog else None,
             kubeconfig=kubeconfig,

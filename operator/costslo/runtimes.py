@@ -402,6 +402,15 @@ RUNTIMES: dict[str, RuntimePreset] = {p.name: p for p in (_vllm(), _tgi(), _trit
 
 GPU_BUSY_RATIO = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"  # 0..1, works on MIG
 GPU_UTIL_PERCENT = "DCGM_FI_DEV_GPU_UTIL"  # 0..100, the fallback where profiling metrics are off
+# What "busy" means. The graphics engine counts a GPU busy while any kernel runs, which overstates useful
+# work; SM activity (not in dcgm-exporter's default counters) and tensor-pipe activity are stricter. Only
+# the default falls back to GPU_UTIL: a stricter signal that is absent is reported missing, not replaced.
+GpuBusySignal = Literal["gr-engine", "sm", "tensor"]
+GPU_BUSY_SIGNALS: dict[GpuBusySignal, str] = {
+    "gr-engine": GPU_BUSY_RATIO,
+    "sm": "DCGM_FI_PROF_SM_ACTIVE",
+    "tensor": "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+}
 GPU_ENERGY_MILLIJOULES = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 POD_RESOURCE_REQUESTS = "kube_pod_container_resource_requests"
 POD_INFO = "kube_pod_info"
@@ -565,6 +574,7 @@ class LabelConfig:
     kube_state: PodLabels = POD_MONITOR
     # Which values of kube-state-metrics' `resource` label are GPUs, and how many GPUs a unit holds.
     gpu_resources: tuple[GpuResource, ...] = DEFAULT_GPU_RESOURCES
+    gpu_busy: GpuBusySignal = "gr-engine"
 
     def __post_init__(self) -> None:
         if not self.gpu:
@@ -578,6 +588,7 @@ class LabelConfig:
         runtime: RuntimeLabelMode = "pod-monitor",
         gpu: GpuLabelMode = "auto",
         gpu_resource_overrides: Mapping[str, float] | None = None,
+        gpu_busy: GpuBusySignal = "gr-engine",
     ) -> LabelConfig:
         """A configuration from the named scrape set-ups (and GPU resources beyond the defaults)."""
         if runtime not in RUNTIME_LABEL_MODES:
@@ -586,10 +597,15 @@ class LabelConfig:
             )
         if gpu not in GPU_LABEL_MODES:
             raise ValueError(f"unknown DCGM label mode {gpu!r}; use one of {', '.join(GPU_LABEL_MODES)}")
+        if gpu_busy not in GPU_BUSY_SIGNALS:
+            raise ValueError(
+                f"unknown GPU busy signal {gpu_busy!r}; use one of {', '.join(GPU_BUSY_SIGNALS)}"
+            )
         return cls(
             runtime=RUNTIME_LABEL_MODES[runtime],
             gpu=GPU_LABEL_MODES[gpu],
             gpu_resources=gpu_resources(gpu_resource_overrides),
+            gpu_busy=gpu_busy,
         )
 
     @property

@@ -216,6 +216,30 @@ def test_dcgm_busy_time_whatever_the_host_label_and_scrape_mode(
     )
 
 
+@pytest.mark.parametrize("signal", ["tensor", "sm"])
+def test_a_stricter_busy_signal_is_read_or_reported_missing(tmp_path: Path, signal: str) -> None:
+    """Tensor-pipe activity is in dcgm-exporter's default counters, SM activity is not: absent, it is no
+    data, never replaced by the looser graphics-engine or utilisation figures."""
+    scrape = corpus.load(corpus.DCGM_SCRAPE)
+    field = {"tensor": "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "sm": "DCGM_FI_PROF_SM_ACTIVE"}[signal]
+    held = [s.value for s in scrape.family(field) if s.labels.get("pod") == "chat-a"]
+    labels = LabelConfig.from_modes(gpu_busy=signal)  # type: ignore[arg-type]
+    [busy] = [
+        q
+        for q in plan_window(RUNTIMES["vllm"], labels, WINDOW_SECONDS, ML)
+        if q.quantity is Quantity.BUSY_GPU_SECONDS
+    ]
+    assert busy.series == (field,)
+    expected = [(pod("ml", "chat-a"), held[0] * WINDOW_SECONDS)] if held else []
+    assert bool(held) == (signal == "tensor")
+    evaluate(
+        tmp_path,
+        corpus.as_series([(scrape, EXPORTER_TARGET)]),
+        [cases(busy.promql, expected)],
+        eval_time=corpus.EVAL_TIME,
+    )
+
+
 @pytest.mark.parametrize(
     ("overrides", "embed_a"),
     [({}, 3 / 7), ({"nvidia.com/mig-3g.40gb": 0.5}, 0.5)],

@@ -33,6 +33,7 @@ from costslo.runtimes import (
     COUNTER_QUANTITIES,
     FINISHED_POD_PHASES,
     GPU_BUSY_RATIO,
+    GPU_BUSY_SIGNALS,
     GPU_ENERGY_MILLIJOULES,
     GPU_RESOURCE,
     GPU_UTIL_PERCENT,
@@ -254,9 +255,17 @@ def _running_pods(ctx: _Context) -> str:
 def _busy_gpus(ctx: _Context) -> str:
     # Per GPU: the profiling ratio where DCGM has it, else utilisation in percent (`or` matches per GPU).
     def render(m: str) -> str:
-        return f"{GPU_BUSY_RATIO}{{{m}}} or {GPU_UTIL_PERCENT}{{{m}}} / 100"
+        busy = GPU_BUSY_SIGNALS[ctx.labels.gpu_busy]
+        if busy != GPU_BUSY_RATIO:
+            return f"{busy}{{{m}}}"
+        return f"{busy}{{{m}}} or {GPU_UTIL_PERCENT}{{{m}}} / 100"
 
     return f"sum by ({_by(ctx.labels.gpu_output)}) ({_gpu_series(render, ctx)})"
+
+
+def _busy_series(labels: LabelConfig) -> tuple[str, ...]:
+    busy = GPU_BUSY_SIGNALS[labels.gpu_busy]
+    return (busy, GPU_UTIL_PERCENT) if busy == GPU_BUSY_RATIO else (busy,)
 
 
 def _energy(ctx: _Context) -> str:
@@ -361,7 +370,7 @@ def plan_window(
             "value",
             _integrate(_busy_gpus(ctx), ctx),
             gpu,
-            (GPU_BUSY_RATIO, GPU_UTIL_PERCENT),
+            _busy_series(labels),
             gpu_hint,
         ),
         WindowQuery(Quantity.ENERGY_JOULES, "value", _energy(ctx), gpu, (GPU_ENERGY_MILLIJOULES,), gpu_hint),
