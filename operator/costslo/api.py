@@ -384,6 +384,9 @@ class CurrentCost(_Status):
     )
     cost_per_million_input_tokens: str | None = None
     cost_per_million_output_tokens: str | None = None
+    cached_input_fraction: float | None = Field(
+        None, description="Share of input tokens served from the prefix cache (vLLM, SGLang)."
+    )
     requests_per_second: float | None = None
     failure_rate: float | None = None
     latency_seconds: float | None = Field(None, description="The objective's latency quantile.")

@@ -1,7 +1,7 @@
 """The cost model: measured usage and prices in, every term of the cost per delivered request out.
 
-Pure arithmetic, no I/O, no Kubernetes, no PromQL. The formulas are those of DESIGN.md ("The cost model")
-and are written out, with a worked example, in docs/cost-model.md.
+Pure arithmetic, no I/O, no Kubernetes, no PromQL. The formulas are written out, with a worked example, in
+docs/cost-model.md.
 
 Money. Prices come in as `Decimal`; every money field that comes out is a `Decimal` made by `money()`.
 Leaf terms (GPU, replica, energy, supporting and input-token cost) are computed from the measured floats,
@@ -125,6 +125,7 @@ class Usage:
     prefill_seconds: float | None = None
     decode_seconds: float | None = None
     energy_joules: float | None = None
+    cached_input_tokens: float | None = None  # part of input_tokens: prefix-cache hits, almost no compute
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -261,11 +262,14 @@ class CostBreakdown:
     gross_margin_per_request: Decimal | None
     gross_margin: float | None
     missing: tuple[str, ...]
+    # Input tokens served from the prefix cache over all input tokens: the cost per input token is a blend of
+    # computed and nearly free cached tokens, and this says how much of each.
+    cached_input_fraction: float | None = None
 
 
 @dataclass(frozen=True)
 class Projection:
-    """What a revision's requests would cost once capacity follows its load (DESIGN.md, projected cost).
+    """What a revision's requests would cost once capacity follows its load (docs/cost-model.md).
 
     provisioned_gpu_seconds_per_request = busy_gpu_seconds_per_request / utilisation; the GPU and replica
     terms scale with it, the energy and supporting terms are the revision's own observed ones.
@@ -375,6 +379,9 @@ def _prefill_share(usage: Usage, weight: float) -> tuple[float, ShareSource] | N
     if pre is not None and dec is not None and pre + dec > 0:
         return pre / (pre + dec), "measured"
     tin, tout = usage.input_tokens, usage.output_tokens
+    if tin is not None and usage.cached_input_tokens is not None:
+        # Prefix-cache hits skip prefill: only the computed input tokens weigh on the compute.
+        tin = max(0.0, tin - usage.cached_input_tokens)
     if tin is not None and tout is not None and tin + weight * tout > 0:
         return tin / (tin + weight * tout), "weighted"
     return None
@@ -575,7 +582,15 @@ def _cost_of(usage: Usage, prices: Prices, revenue: Decimal | None) -> CostBreak
         gross_margin_per_request=margin_per_request,
         gross_margin=margin,
         missing=tuple(missing.reasons),
+        cached_input_fraction=_cached_fraction(usage),
     )
+
+
+def _cached_fraction(usage: Usage) -> float | None:
+    tin, cached = usage.input_tokens, usage.cached_input_tokens
+    if tin is None or cached is None or tin <= 0:
+        return None
+    return min(1.0, cached / tin)
 
 
 def project(

@@ -1,4 +1,4 @@
-"""The rollout gate for plain Deployments: one step of its state machine per evaluation (DESIGN.md).
+"""The rollout gate for plain Deployments: one step of its state machine per evaluation (README.md).
 
 A Rollout (Argo Rollouts) goes through the same states without any write: Argo Rollouts runs the canary and
 acts on the verdict through its analysis (GET /verdict), so Blocked there means "the analysis fails".

@@ -24,6 +24,7 @@ class Quantity(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     INPUT_TOKENS = "input_tokens"
+    CACHED_INPUT_TOKENS = "cached_input_tokens"
     OUTPUT_TOKENS = "output_tokens"
     PREFILL_SECONDS = "prefill_seconds"
     DECODE_SECONDS = "decode_seconds"
@@ -42,6 +43,7 @@ DESCRIPTIONS: dict[Quantity, str] = {
     Quantity.DELIVERED: "delivered (successful) requests",
     Quantity.FAILED: "failed requests",
     Quantity.INPUT_TOKENS: "input tokens",
+    Quantity.CACHED_INPUT_TOKENS: "input tokens served from the prefix cache",
     Quantity.OUTPUT_TOKENS: "output tokens",
     Quantity.PREFILL_SECONDS: "prefill time",
     Quantity.DECODE_SECONDS: "decode time",
@@ -61,6 +63,7 @@ COUNTER_QUANTITIES: tuple[Quantity, ...] = (
     Quantity.DELIVERED,
     Quantity.FAILED,
     Quantity.INPUT_TOKENS,
+    Quantity.CACHED_INPUT_TOKENS,
     Quantity.OUTPUT_TOKENS,
     Quantity.PREFILL_SECONDS,
     Quantity.DECODE_SECONDS,
@@ -273,6 +276,12 @@ def _vllm() -> RuntimePreset:
             Quantity.DELIVERED: delivered,
             Quantity.FAILED: CounterDifference(requests, delivered, floor_zero=True),
             Quantity.INPUT_TOKENS: CounterSum(("vllm:prompt_tokens_total",), model=model),
+            # Part of prompt_tokens_total, not added to it; the two families count the same hits, so one is
+            # read (prefix_cache_hits_total on releases before prompt_tokens_cached_total).
+            Quantity.CACHED_INPUT_TOKENS: CounterFallback(
+                CounterSum(("vllm:prompt_tokens_cached_total",), model=model),
+                CounterSum(("vllm:prefix_cache_hits_total",), model=model),
+            ),
             Quantity.OUTPUT_TOKENS: CounterSum(("vllm:generation_tokens_total",), model=model),
             Quantity.PREFILL_SECONDS: CounterSum(("vllm:request_prefill_time_seconds_sum",), model=model),
             Quantity.DECODE_SECONDS: CounterSum(("vllm:request_decode_time_seconds_sum",), model=model),
@@ -378,6 +387,7 @@ def _sglang() -> RuntimePreset:
             Quantity.DELIVERED: CounterSum((delivered,), model=model),
             Quantity.FAILED: CounterSum((aborted,), zero_with=total, model=model),
             Quantity.INPUT_TOKENS: CounterSum(("sglang:prompt_tokens_total",), model=model),
+            Quantity.CACHED_INPUT_TOKENS: CounterSum(("sglang:cached_tokens_total",), model=model),
             Quantity.OUTPUT_TOKENS: CounterSum(("sglang:generation_tokens_total",), model=model),
         },
         latency={

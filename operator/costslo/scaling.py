@@ -1,7 +1,7 @@
 """Replica sizing for a CostSLO: how many replicas hold cost and latency, and the one step to take now.
 
 Pure: the short window's readings, the Deployment's replicas and the spec's scaling policy in, a
-`ScalingDecision` out; no I/O, no Kubernetes. The rules are those of DESIGN.md ("Enforcement", Scaling):
+`ScalingDecision` out; no I/O, no Kubernetes. The rules (README.md, "Scaling"):
 
 - The replicas the load needs are the busy replicas (replicas x GPU busy fraction) divided by the target
   utilisation, rounded up, at least one while there is traffic, and clamped into [minReplicas, maxReplicas].

@@ -8,7 +8,11 @@ from costslo.runtimes import LATENCY_QUANTITY, Quantity
 
 # Measured, but priced by no figure here: the GPU count at the window's end (a deleted workload has none) and
 # energy (the cost model says its own "no data for energy" when a price per kWh asks for it).
-_NEVER_PRICED = frozenset({Quantity.CURRENT_GPUS, Quantity.ENERGY_JOULES, *LATENCY_QUANTITY.values()})
+# Prefix-cache hits refine the split of compute between input and output tokens where they are known; the
+# split stands without them.
+_NEVER_PRICED = frozenset(
+    {Quantity.CURRENT_GPUS, Quantity.ENERGY_JOULES, Quantity.CACHED_INPUT_TOKENS, *LATENCY_QUANTITY.values()}
+)
 
 
 def gap(quantity: Quantity, samples: Samples, prices: Prices) -> bool:
@@ -34,6 +38,7 @@ def usage_of(samples: Samples, window_seconds: float) -> Usage:
         delivered=samples.delivered,
         busy_gpu_seconds=samples.busy_gpu_seconds,
         input_tokens=samples.input_tokens,
+        cached_input_tokens=samples.cached_input_tokens,
         output_tokens=samples.output_tokens,
         prefill_seconds=samples.prefill_seconds,
         decode_seconds=samples.decode_seconds,

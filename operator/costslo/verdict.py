@@ -1,7 +1,7 @@
 """The SLO verdict of one evaluation: two windows, minimum traffic, hysteresis and the missing-data policy.
 
 Pure: readings of the long and the short window and the spec's policy in, a `Verdict` out; no I/O, no
-Kubernetes. The rules are those of DESIGN.md ("Enforcement", Verdict):
+Kubernetes. The rules (README.md, "The operator"):
 
 - An objective (cost per delivered request; the cost per 1M input or output tokens and the latency budget
   when they are set) is breached only when both windows are over its limit: the short window alone is a

@@ -35,6 +35,7 @@ def current_fields(cost: CostBreakdown) -> dict[str, Any]:
         "costPerRequest": plain(cost.cost_per_request),
         "costPerMillionInputTokens": plain(cost.cost_per_million_input_tokens),
         "costPerMillionOutputTokens": plain(cost.cost_per_million_output_tokens),
+        "cachedInputFraction": plain(cost.cached_input_fraction),
         "requestsPerSecond": plain(cost.requests_per_second),
         "failureRate": plain(cost.failure_rate),
         "gpus": plain(cost.gpus),

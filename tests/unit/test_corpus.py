@@ -37,6 +37,7 @@ FIGURES = {
     "delivered": Quantity.DELIVERED,
     "failed": Quantity.FAILED,
     "input_tokens": Quantity.INPUT_TOKENS,
+    "cached_input_tokens": Quantity.CACHED_INPUT_TOKENS,
     "output_tokens": Quantity.OUTPUT_TOKENS,
 }
 

@@ -153,6 +153,20 @@ def test_worked_example_weighted_split_without_timing() -> None:
     assert b.missing == ()
 
 
+def test_prefix_cache_hits_weigh_nothing_in_the_split() -> None:
+    """30M of the 40M input tokens came from the prefix cache: only 10M were computed."""
+    usage = dataclasses.replace(FLEET, prefill_seconds=None, decode_seconds=None, cached_input_tokens=30e6)
+    b = cost_of(usage, PRICES)
+    # p = 10M / (10M + 2.5 * 16M) = 0.2; the input cost is spread over all 40M input tokens
+    assert b.prefill_share == pytest.approx(0.2)
+    assert b.cached_input_fraction == pytest.approx(0.75)
+    assert b.input_cost == D("3.168") and b.cost_per_million_input_tokens == D("0.0792")
+    # Measured prefill time already reflects the hits: the split stays the measured one.
+    measured = cost_of(dataclasses.replace(FLEET, cached_input_tokens=30e6), PRICES)
+    assert measured.prefill_share_source == "measured" and measured.prefill_share == pytest.approx(0.25)
+    assert cost_of(FLEET, PRICES).cached_input_fraction is None  # not measured: unknown, not zero
+
+
 def test_output_token_weight_is_configurable() -> None:
     usage = dataclasses.replace(FLEET, prefill_seconds=None, decode_seconds=None)
     b = cost_of(usage, dataclasses.replace(PRICES, output_token_weight=1.0))
@@ -755,7 +769,7 @@ def test_unknown_is_never_silent(usage: Usage, prices: Prices) -> None:
 
 def test_complete_data_leaves_nothing_missing() -> None:
     b: CostBreakdown = cost_of(
-        dataclasses.replace(FLEET, energy_joules=1e6),
+        dataclasses.replace(FLEET, energy_joules=1e6, cached_input_tokens=1e5),
         dataclasses.replace(PRICES, energy_per_kwh=D("0.1")),
         revenue_per_request=D("0.01"),
     )

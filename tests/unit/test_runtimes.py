@@ -497,6 +497,11 @@ def test_vllm_window_measures_what_the_series_say(tmp_path: Path) -> None:
             for r, n in (("stop", 3), ("length", 1), ("abort", 1))
         ],
         (f"vllm:prompt_tokens_total{_labels(**pod_a)}", "0+300x100"),
+        # cache hits: a under the current name, b only under the older one, c under both (counted once)
+        (f"vllm:prompt_tokens_cached_total{_labels(**pod_a)}", "0+200x100"),
+        (f"vllm:prefix_cache_hits_total{_labels(**pod_b)}", "0+50x100"),
+        (f"vllm:prompt_tokens_cached_total{_labels(**pod_c)}", "0+10x100"),
+        (f"vllm:prefix_cache_hits_total{_labels(**pod_c)}", "0+10x100"),
         (f"vllm:generation_tokens_total{_labels(**pod_a)}", "0+100x100"),
         (f"vllm:request_prefill_time_seconds_sum{_labels(**pod_a)}", "0+0.5x100"),
         (f"vllm:request_decode_time_seconds_sum{_labels(**pod_a)}", "0+4x100"),
@@ -578,6 +583,7 @@ def test_vllm_window_measures_what_the_series_say(tmp_path: Path) -> None:
         Quantity.DELIVERED: [(a, 80)],
         Quantity.FAILED: [(a, 20)],
         Quantity.INPUT_TOKENS: [(a, 6000)],
+        Quantity.CACHED_INPUT_TOKENS: [(a, 4000), (b, 1000), (c, 200)],
         Quantity.OUTPUT_TOKENS: [(a, 2000)],
         Quantity.PREFILL_SECONDS: [(a, 10)],
         Quantity.DECODE_SECONDS: [(a, 80)],

@@ -67,6 +67,7 @@ VLLM_ANSWERS: dict[tuple[Quantity, str], list[Sample]] = {
     (Quantity.DELIVERED, "value"): [pod(A1, 90), pod(A2, 50), pod(B1, 30)],
     (Quantity.FAILED, "value"): [pod(A1, 10), pod(A2, -1e-9), pod(B1, 10)],
     (Quantity.INPUT_TOKENS, "value"): [pod(A1, 80_000), pod(A2, 40_000), pod(B1, 32_000)],
+    (Quantity.CACHED_INPUT_TOKENS, "value"): [pod(A1, 60_000), pod(A2, 0), pod(B1, 0)],
     (Quantity.PREFILL_SECONDS, "value"): [pod(A1, 3.0), pod(A2, math.nan)],
     (Quantity.DECODE_SECONDS, "value"): [pod(A1, 30.0), pod(A2, 15.0), pod(B1, 12.0)],
     (Quantity.LATENCY_E2E, "buckets"): [
@@ -88,6 +89,7 @@ def test_per_pod_values() -> None:
         delivered=90,
         failed=10,
         input_tokens=80_000,
+        cached_input_tokens=60_000,
         prefill_seconds=3.0,
         decode_seconds=30.0,
         gpu_seconds=300,
@@ -104,7 +106,7 @@ def test_per_pod_values() -> None:
 
 def test_one_query_per_quantity_all_at_the_same_instant() -> None:
     stub, window = fetch(RUNTIMES["vllm"], VLLM_ANSWERS, latency=("e2e", "ttft", "itl"))
-    assert window.queries == len(stub.asked) == 16  # 15 quantities and the span Prometheus holds
+    assert window.queries == len(stub.asked) == 17  # 16 quantities and the span Prometheus holds
     assert {at for _, at in stub.asked} == {AT}
     assert window.at == AT
     assert window.window_seconds == 300 and window.step_seconds == 5

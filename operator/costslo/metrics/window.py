@@ -87,6 +87,7 @@ class Samples:
     delivered: float | None = None
     failed: float | None = None
     input_tokens: float | None = None
+    cached_input_tokens: float | None = None  # part of input_tokens, served from the prefix cache
     output_tokens: float | None = None
     prefill_seconds: float | None = None
     decode_seconds: float | None = None
@@ -119,6 +120,7 @@ def _samples(
         delivered=values.get(Quantity.DELIVERED),
         failed=values.get(Quantity.FAILED),
         input_tokens=values.get(Quantity.INPUT_TOKENS),
+        cached_input_tokens=values.get(Quantity.CACHED_INPUT_TOKENS),
         output_tokens=values.get(Quantity.OUTPUT_TOKENS),
         prefill_seconds=values.get(Quantity.PREFILL_SECONDS),
         decode_seconds=values.get(Quantity.DECODE_SECONDS),

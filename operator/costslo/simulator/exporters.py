@@ -271,6 +271,14 @@ def _vllm() -> RuntimeSpec:
                 value=lambda r: r.input_tokens,
                 when=_prefilled,
             ),
+            # The simulator has no prefix cache: the families exist, and no token is ever a hit.
+            *(
+                Series(name, "counter", help_, value=lambda r: 0.0, when=_prefilled)
+                for name, help_ in (
+                    ("vllm:prompt_tokens_cached_total", "Number of cached prompt tokens (local + external)."),
+                    ("vllm:prefix_cache_hits_total", "Prefix cache hits, in number of cached tokens."),
+                )
+            ),
             Series(
                 "vllm:generation_tokens_total",
                 "counter",
@@ -515,6 +523,14 @@ def _sglang() -> RuntimeSpec:
                 value=lambda r: r.output_tokens,
                 when=_prefilled,
                 labels=_streaming,
+            ),
+            Series(
+                "sglang:cached_tokens_total",
+                "counter",
+                "Number of cached prompt tokens.",
+                value=lambda r: 0.0,
+                when=_prefilled,
+                labels=lambda r: {"cache_source": "device"},
             ),
             Series(
                 "sglang:num_requests_total",
