@@ -492,6 +492,21 @@ DEFAULT_GPU_RESOURCES: tuple[GpuResource, ...] = (
 )
 
 
+MIG_PROFILE_LABEL = "GPU_I_PROFILE"  # dcgm-exporter's label on a MIG instance's series
+
+
+def mig_compute_share(profile: str) -> float:
+    """The share of its GPU a MIG instance's profile (GPU_I_PROFILE, e.g. 3g.40gb) is: DCGM's profiling
+    ratios of an instance are relative to the instance, so busy GPU time is the ratio times this share.
+    A series without the label is a whole GPU."""
+    match = re.fullmatch(r"(\d+)g\.(\d+)gb(?:\+me)?", profile)
+    if not profile or match is None:
+        return 1.0
+    slices = int(match.group(1))
+    a30 = any(profile.removesuffix("+me") == p.removesuffix("+me") for p in _A30_MIG.get(slices, ()))
+    return min(1.0, slices / (4 if a30 else 7))
+
+
 def gpu_resources(overrides: Mapping[str, float] | None = None) -> tuple[GpuResource, ...]:
     """The defaults, with `overrides` (resource name -> GPUs per unit) taking precedence, e.g. a
     time-sliced `nvidia.com/gpu.shared` with 4 replicas per GPU is 0.25."""

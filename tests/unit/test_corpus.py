@@ -217,6 +217,29 @@ def test_dcgm_busy_time_whatever_the_host_label_and_scrape_mode(
     )
 
 
+def test_a_mig_instance_is_busy_for_its_share_of_the_gpu(tmp_path: Path) -> None:
+    """DCGM's profiling ratios of a MIG instance are relative to the instance: 0.71 of a 3g.40gb slice is
+    0.71 x 3/7 of a GPU busy."""
+    scrape = corpus.load(corpus.DCGM_MIG_SCRAPE)
+    mig_only = replace(scrape, samples=tuple(s for s in scrape.samples if "GPU_I_PROFILE" in s.labels))
+    expected = [(p, v) for p, v in busy_seconds(scrape) if "embed" in p]
+    assert len(expected) == 2
+    plan = {q.quantity: q for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML)}
+    busy = plan[Quantity.BUSY_GPU_SECONDS]
+    evaluate(
+        tmp_path,
+        corpus.as_series([(mig_only, EXPORTER_TARGET)]),
+        # Prometheus keeps each instance's profile, which the reader weighs it by (test_window.py).
+        [
+            cases(
+                busy.promql.replace("sum by (namespace, pod, GPU_I_PROFILE)", "sum by (namespace, pod)"),
+                [(p, v / (3 / 7)) for p, v in expected],
+            )
+        ],
+        eval_time=corpus.EVAL_TIME,
+    )
+
+
 @pytest.mark.parametrize("signal", ["tensor", "sm"])
 def test_a_stricter_busy_signal_is_read_or_reported_missing(tmp_path: Path, signal: str) -> None:
     """Tensor-pipe activity is in dcgm-exporter's default counters, SM activity is not: absent, it is no

@@ -21,6 +21,7 @@ from costslo.runtimes import (
     Quantity,
     custom_preset,
     custom_query_keys,
+    mig_compute_share,
     parse_gpu_resource,
     preset_for,
     validate_custom_query,
@@ -286,10 +287,31 @@ def test_gpu_busy_prefers_the_profiling_ratio_per_gpu() -> None:
     ]
     sel = '{exported_namespace="ml",exported_pod!=""}'
     assert busy.promql == (
-        f"sum_over_time((sum by (exported_namespace, exported_pod) (DCGM_FI_PROF_GR_ENGINE_ACTIVE{sel} or "
-        f"DCGM_FI_DEV_GPU_UTIL{sel} / 100))[5m:5s]) * 300 / scalar(count_over_time(vector(1)[5m:5s]))"
+        "sum_over_time((sum by (exported_namespace, exported_pod, GPU_I_PROFILE) "
+        f"(DCGM_FI_PROF_GR_ENGINE_ACTIVE{sel} or DCGM_FI_DEV_GPU_UTIL{sel} / 100))[5m:5s]) * 300 "
+        "/ scalar(count_over_time(vector(1)[5m:5s]))"
     )
     assert busy.group == PodLabels("exported_namespace", "exported_pod")
+    # A MIG instance's ratio is of the instance: the answer keeps its profile to weigh it by its share.
+    assert busy.weight_label == "GPU_I_PROFILE"
+
+
+@pytest.mark.parametrize(
+    ("profile", "share"),
+    [
+        ("", 1.0),
+        ("3g.40gb", 3 / 7),
+        ("1g.10gb+me", 1 / 7),
+        ("7g.80gb", 1.0),
+        ("1g.6gb", 1 / 4),
+        ("4g.24gb", 1.0),
+        ("2g.12gb+me", 2 / 4),
+        ("1g.12gb", 1 / 7),
+        ("odd", 1.0),
+    ],
+)
+def test_a_mig_instance_is_its_share_of_the_gpu(profile: str, share: float) -> None:
+    assert mig_compute_share(profile) == pytest.approx(share)
 
 
 def test_gpu_auto_mode_takes_the_first_pod_label_a_series_carries() -> None:

@@ -234,3 +234,49 @@ def test_latency_truth_is_the_exact_quantile_of_finished_requests() -> None:
     values = sorted(e for _, e in next(iter(sim.live_pods())).latencies)
     assert everything["seconds"] == values[189]  # nearest rank: ceil(0.95 * 200) = 190th value
     assert sim.latency_quantile("other", 0, wall.now, 0.95) == {"count": 0, "seconds": None}
+
+
+def test_mig_slices_and_time_sliced_replicas_are_their_share_of_a_gpu() -> None:
+    """A 3g.40gb MIG slice is 3/7 of an H100, a replica of a GPU time-sliced two ways half of one; dcgm-
+    exporter shows the slice as its own instance and the shared GPU once per pod (vgpu), whole."""
+    nodes = [
+        {
+            "metadata": {"name": "gpu-mig", "labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}},
+            "status": {"capacity": {"nvidia.com/mig-3g.40gb": "4"}},
+        },
+        {
+            "metadata": {
+                "name": "gpu-shared",
+                "labels": {"nvidia.com/gpu.product": "NVIDIA-L4-SHARED", "nvidia.com/gpu.replicas": "2"},
+            },
+            "status": {"capacity": {"nvidia.com/gpu.shared": "4"}},
+        },
+    ]
+    pods = [pod("m", "summariser-abc", node="gpu-mig"), pod("s1", "summariser-abc", node="gpu-shared")]
+    pods.append(pod("s2", "summariser-abc", node="gpu-shared"))
+    pods[0]["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/mig-3g.40gb": "1"}}
+    for p in pods[1:]:
+        p["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu.shared": "1"}}
+    clock = Clock()
+    sim = Simulation(ProfileCatalog.load(), clock=clock)
+    sim.apply(build_view(pods, [rs("summariser-abc")], [deployment(3.0)], nodes))
+    run(sim, clock, 10)
+    truth = by_pod(sim)
+    assert truth["m"]["gpus"] == pytest.approx(3 / 7)
+    assert truth["m"]["provisionedGpuSeconds"] == pytest.approx(10 * 3 / 7)
+    assert truth["s1"]["gpus"] == truth["s2"]["gpus"] == 0.5
+    samples = [
+        (s.name, s.labels)
+        for fam in text_string_to_metric_families(render(sim.dcgm_families()))
+        for s in fam.samples
+        if s.name == "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
+    ]
+    mig = [labels for _, labels in samples if labels.get("pod") == "m"]
+    assert [(m["GPU_I_PROFILE"], m["gpu"]) for m in mig] == [("3g.40gb", "0")]
+    assert not any(labels.get("pod") == "m" for name, labels in samples if "GPU_UTIL" in name)
+    shared = sorted(
+        (labels["pod"], labels["vgpu"], labels["gpu"]) for _, labels in samples if "vgpu" in labels
+    )
+    assert shared == [("s1", "0", "0"), ("s2", "1", "0")]  # both replicas of physical GPU 0
+    # 4 MIG instances on 2 GPUs, 3 of them held by no pod; 4 replicas on 2 GPUs, GPU 1's held by none.
+    assert len([1 for _, labels in samples if "pod" not in labels]) == 3 + 1

@@ -210,3 +210,20 @@ def test_unknown_or_nearly_full_coverage_is_the_whole_window(share: float | None
     # No `up` series (it cannot be told), or within one subquery step of the whole window.
     _, window = fetch(RUNTIMES["vllm"], VLLM_ANSWERS, covered_share=share)
     assert window.covered_seconds == 300 and window.coverage_note() is None
+
+
+def test_a_mig_instance_is_busy_for_its_share_of_the_gpu() -> None:
+    """DCGM's ratios of a MIG instance are of the instance: each is weighed by its profile's share."""
+    answers = {
+        **VLLM_ANSWERS,
+        (Quantity.BUSY_GPU_SECONDS, "value"): [
+            pod(A1, 150),  # a whole GPU
+            pod(A2, 70, GPU_I_PROFILE="3g.40gb"),  # 0.7 x 3/7
+            pod(A2, 35, GPU_I_PROFILE="1g.10gb"),  # and a second instance: 0.35 x 1/7
+            pod(B1, 80, GPU_I_PROFILE="2g.12gb"),  # an A30 slice: 2 of 4
+        ],
+    }
+    _, window = fetch(RUNTIMES["vllm"], answers)
+    assert window.pods[A1].busy_gpu_seconds == 150
+    assert window.pods[A2].busy_gpu_seconds == pytest.approx(70 * 3 / 7 + 35 / 7)
+    assert window.pods[B1].busy_gpu_seconds == pytest.approx(40)

@@ -38,6 +38,7 @@ from costslo.runtimes import (
     GPU_RESOURCE,
     GPU_UTIL_PERCENT,
     LATENCY_QUANTITY,
+    MIG_PROFILE_LABEL,
     POD_INFO,
     POD_PHASE,
     POD_RESOURCE_REQUESTS,
@@ -76,6 +77,9 @@ class WindowQuery:
     hint: str  # what to check when it returns nothing
     instant: bool = False  # a value now rather than over the window
     le_unit_divisor: float = 1.0
+    # A label the answer keeps besides namespace and pod, whose value weighs each sample before the pod's
+    # samples are added up (a MIG instance's busy ratio times its share of the GPU).
+    weight_label: str | None = None
 
 
 def default_step(window_seconds: float) -> float:
@@ -260,7 +264,7 @@ def _busy_gpus(ctx: _Context) -> str:
             return f"{busy}{{{m}}}"
         return f"{busy}{{{m}}} or {GPU_UTIL_PERCENT}{{{m}}} / 100"
 
-    return f"sum by ({_by(ctx.labels.gpu_output)}) ({_gpu_series(render, ctx)})"
+    return f"sum by ({_by(ctx.labels.gpu_output, MIG_PROFILE_LABEL)}) ({_gpu_series(render, ctx)})"
 
 
 def _busy_series(labels: LabelConfig) -> tuple[str, ...]:
@@ -372,6 +376,7 @@ def plan_window(
             gpu,
             _busy_series(labels),
             gpu_hint,
+            weight_label=MIG_PROFILE_LABEL,
         ),
         WindowQuery(Quantity.ENERGY_JOULES, "value", _energy(ctx), gpu, (GPU_ENERGY_MILLIJOULES,), gpu_hint),
         WindowQuery(

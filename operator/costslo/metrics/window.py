@@ -34,6 +34,7 @@ from costslo.runtimes import (
     MeanLatency,
     Quantity,
     RuntimePreset,
+    mig_compute_share,
 )
 
 PodKey = tuple[str, str]  # (namespace, pod)
@@ -270,7 +271,12 @@ def fetch_window(
             # Extrapolated increases can dip just below zero; none of these quantities can be negative.
             value = max(0.0, sample.value)
             if query.part == "value":
-                scalars.setdefault(query.quantity, {})[key] = value
+                pod_values = scalars.setdefault(query.quantity, {})
+                if query.weight_label is None:
+                    pod_values[key] = value
+                else:
+                    weight = mig_compute_share(sample.labels.get(query.weight_label, ""))
+                    pod_values[key] = pod_values.get(key, 0.0) + value * weight
             elif query.part == "buckets":
                 le_text = sample.labels.get("le")
                 try:

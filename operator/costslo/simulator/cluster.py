@@ -3,17 +3,50 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from costslo import kubeclient
 from costslo.inventory import hash_of
-from costslo.kubeobjects import GPU_RESOURCE, controller_of, gpus_requested, whole
+from costslo.kubeobjects import GPU_RESOURCE, controller_of, whole
 from costslo.simulator.profiles import OFFERED_LOAD_ANNOTATION
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
+# GPU feature discovery's count of time-slicing replicas per GPU; the device plugin advertises them as
+# nvidia.com/gpu.shared when it renames shared GPUs.
+GPU_REPLICAS_LABEL = "nvidia.com/gpu.replicas"
+SHARED_GPU_RESOURCE = "nvidia.com/gpu.shared"
+_MIG_RESOURCE = re.compile(r"nvidia\.com/mig-(\d+)g\.(\d+)gb(?:\+me)?")
+_A30_MIG = {(1, 6), (2, 12), (4, 24)}  # the A30 has 4 compute slices; the other MIG GPUs 7
+
+
+def unit_share(resource: str, replicas: int = 1) -> float | None:
+    """The share of one physical GPU's compute a unit of `resource` gives; None: not a GPU resource."""
+    if resource == GPU_RESOURCE:
+        return 1.0
+    if resource == SHARED_GPU_RESOURCE:
+        return 1.0 / max(1, replicas)
+    mig = _MIG_RESOURCE.fullmatch(resource)
+    if mig is None:
+        return None
+    slices, memory = int(mig.group(1)), int(mig.group(2))
+    return slices / (4 if (slices, memory) in _A30_MIG else 7)
+
+
+def gpu_units(pod_spec: Mapping[str, Any]) -> dict[str, int]:
+    """Units of each GPU resource the pod's containers ask for (limits, else requests)."""
+    units: dict[str, int] = {}
+    for c in pod_spec.get("containers") or []:
+        res = c.get("resources") or {}
+        asked = {**(res.get("requests") or {}), **(res.get("limits") or {})}
+        for resource, quantity in asked.items():
+            if unit_share(resource) is not None and whole(quantity) > 0:
+                units[resource] = units.get(resource, 0) + whole(quantity)
+    return units
+
 
 # (namespace, owner kind, owner name): the pods that share one Service's traffic.
 Group = tuple[str, str, str]
@@ -26,20 +59,23 @@ class PodView:
     name: str
     container: str
     node: str | None
-    gpus: int
+    gpus: float  # GPU-equivalents: a MIG slice or a time-sliced replica is its share of a GPU
     ready: bool
     annotations: Mapping[str, str]
     group: Group
     replicaset: str | None
     pod_template_hash: str | None
+    units: Mapping[str, int] = field(default_factory=dict)  # GPU resource -> units held
 
 
 @dataclass(frozen=True)
 class NodeView:
     name: str
-    gpus: int
+    gpus: int  # whole GPUs (nvidia.com/gpu)
     product: str
     memory_mib: float
+    units: Mapping[str, int] = field(default_factory=dict)  # every GPU resource the node advertises
+    replicas: int = 1  # time-slicing replicas per GPU
 
 
 @dataclass(frozen=True)
@@ -88,6 +124,20 @@ def build_view(
             if rps is not None:
                 offered[(meta["namespace"], kind, meta["name"])] = rps
 
+    node_views: dict[str, NodeView] = {}
+    for n in nodes:
+        meta, status = n["metadata"], n.get("status", {})
+        labels = meta.get("labels") or {}
+        capacity = status.get("capacity", {})
+        node_views[meta["name"]] = NodeView(
+            name=meta["name"],
+            gpus=whole(capacity.get(GPU_RESOURCE, 0)),
+            product=labels.get(GPU_PRODUCT_LABEL, "NVIDIA-H100-80GB-HBM3"),
+            memory_mib=float(labels.get(GPU_MEMORY_LABEL, 81559)),
+            units={r: whole(q) for r, q in capacity.items() if unit_share(r) is not None and whole(q) > 0},
+            replicas=max(1, whole(labels.get(GPU_REPLICAS_LABEL, 1))),
+        )
+
     views: list[PodView] = []
     for pod in pods:
         meta = pod["metadata"]
@@ -104,33 +154,26 @@ def build_view(
             if rps is not None:
                 offered[group] = rps
         containers = pod.get("spec", {}).get("containers", [])
+        node_name = pod.get("spec", {}).get("nodeName")
+        units = gpu_units(pod.get("spec") or {})
+        replicas = node_views[node_name].replicas if node_name in node_views else 1
         views.append(
             PodView(
                 uid=meta["uid"],
                 namespace=ns,
                 name=name,
                 container=containers[0]["name"] if containers else "",
-                node=pod.get("spec", {}).get("nodeName"),
-                gpus=gpus_requested(pod.get("spec") or {}),
+                node=node_name,
+                gpus=sum(n * (unit_share(r, replicas) or 0.0) for r, n in units.items()),
                 ready=_is_ready(pod),
                 annotations=annotations,
                 group=group,
                 replicaset=replicaset,
                 pod_template_hash=hash_of(meta.get("labels") or {}),
+                units=units,
             )
         )
 
-    node_views: dict[str, NodeView] = {}
-    for n in nodes:
-        meta, status = n["metadata"], n.get("status", {})
-        labels = meta.get("labels") or {}
-        gpus = whole(status.get("capacity", {}).get(GPU_RESOURCE, 0))
-        node_views[meta["name"]] = NodeView(
-            name=meta["name"],
-            gpus=gpus,
-            product=labels.get(GPU_PRODUCT_LABEL, "NVIDIA-H100-80GB-HBM3"),
-            memory_mib=float(labels.get(GPU_MEMORY_LABEL, 81559)),
-        )
     return ClusterView(pods=views, nodes=node_views, offered_rps=offered)
 
 

@@ -64,7 +64,7 @@ class PerformanceProfile(BaseModel):
     def decode_gpu_seconds_per_request(self) -> float:
         return self.mean_output_tokens / self.decode_tokens_per_second
 
-    def capacity_rps(self, gpus: int) -> float:
+    def capacity_rps(self, gpus: float) -> float:
         """Requests per second a pod with this many GPUs sustains at full utilisation."""
         return gpus / self.gpu_seconds_per_request
 

@@ -73,7 +73,7 @@ class Request:
         return self.decode_seconds / (self.output_tokens - 1) if self.output_tokens > 1 else 0.0
 
 
-def operating_point(profile: PerformanceProfile, gpus: int, offered_rps: float) -> OperatingPoint:
+def operating_point(profile: PerformanceProfile, gpus: float, offered_rps: float) -> OperatingPoint:
     """Where a pod with `gpus` GPUs settles under `offered_rps`."""
     offered = max(0.0, offered_rps)
     capacity = profile.capacity_rps(gpus) if gpus > 0 else 0.0
@@ -82,7 +82,7 @@ def operating_point(profile: PerformanceProfile, gpus: int, offered_rps: float) 
     return OperatingPoint(offered, capacity, served, offered - served, utilisation)
 
 
-def mean_queue_seconds(profile: PerformanceProfile, gpus: int, utilisation: float) -> float:
+def mean_queue_seconds(profile: PerformanceProfile, gpus: float, utilisation: float) -> float:
     """M/M/1 mean wait, with the GPU time of one request on the pod as the service time."""
     rho = min(utilisation, MAX_UTILISATION)
     return profile.gpu_seconds_per_request / max(gpus, 1) * rho / (1.0 - rho)
@@ -98,7 +98,7 @@ class RequestSampler:
     def _tokens(self, mean: float) -> int:
         return max(1, round(self._rng.gammavariate(GAMMA_SHAPE, mean / GAMMA_SHAPE)))
 
-    def served(self, utilisation: float, gpus: int) -> Request:
+    def served(self, utilisation: float, gpus: float) -> Request:
         """A request the pod, with `gpus` GPUs, served at the given utilisation."""
         p = self.profile
         rho = min(utilisation, MAX_UTILISATION)

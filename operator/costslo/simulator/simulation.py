@@ -7,14 +7,15 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
 from costslo.exposition import Family
-from costslo.gpu.dcgm import GpuReading, dcgm_families
-from costslo.simulator.cluster import ClusterView, Group, NodeView, PodView
+from costslo.gpu.dcgm import GpuReading, Mig, dcgm_families
+from costslo.kubeobjects import GPU_RESOURCE
+from costslo.simulator.cluster import SHARED_GPU_RESOURCE, ClusterView, Group, NodeView, PodView, unit_share
 from costslo.simulator.exporters import Load, RuntimeExporter
 from costslo.simulator.profiles import PerformanceProfile, ProfileCatalog, ProfileError
 from costslo.simulator.serving import Arrivals, Request, RequestSampler, mean_queue_seconds, operating_point
@@ -61,10 +62,15 @@ class Truth:
 
 @dataclass
 class GpuSlot:
-    index: int
-    uuid: str
+    """What one unit of a GPU resource is: a whole GPU, a MIG instance, or a time-slicing replica."""
+
+    index: int  # the physical GPU's
+    uuid: str  # the physical GPU's
     energy_mj: float = 0.0
     owner: str | None = None  # pod uid
+    resource: str = GPU_RESOURCE
+    share: float = 1.0  # of the physical GPU's compute
+    mig: Mig | None = None
 
 
 @dataclass
@@ -147,8 +153,26 @@ class Simulation:
 
     def _ensure_node(self, name: str, node: NodeView) -> None:
         slots = self._gpus.setdefault(name, [])
-        while len(slots) < node.gpus:
-            slots.append(GpuSlot(len(slots), _gpu_uuid(name, len(slots))))
+        units = dict(node.units) or {GPU_RESOURCE: node.gpus}
+        for resource, count in sorted(units.items(), key=lambda kv: kv[0] != GPU_RESOURCE):
+            have = [s for s in slots if s.resource == resource]
+            for i in range(len(have), count):
+                slots.append(self._slot(name, node, resource, i, slots))
+
+    @staticmethod
+    def _slot(name: str, node: NodeView, resource: str, i: int, slots: list[GpuSlot]) -> GpuSlot:
+        """Unit i of a resource on a node: whole GPUs first, then each further physical GPU carved into
+        MIG instances or time-slicing replicas."""
+        share = unit_share(resource, node.replicas) or 1.0
+        if resource == GPU_RESOURCE:
+            return GpuSlot(i, _gpu_uuid(name, i))
+        per_gpu = node.replicas if resource == SHARED_GPU_RESOURCE else max(1, int(1 / share + 1e-9))
+        first = 1 + max((s.index for s in slots if s.resource != resource), default=-1)
+        index = first + i // per_gpu
+        mig = None
+        if resource.startswith("nvidia.com/mig-"):
+            mig = Mig(instance_id=1 + i % per_gpu, profile=resource.removeprefix("nvidia.com/mig-"))
+        return GpuSlot(index, _gpu_uuid(name, index), resource=resource, share=share, mig=mig)
 
     def _admit(self, pv: PodView, now: float) -> SimPod | None:
         try:
@@ -170,14 +194,17 @@ class Simulation:
         )
         assert pv.node is not None
         slots = self._gpus.setdefault(pv.node, [])
-        free = [s for s in slots if s.owner is None]
-        while len(free) < pv.gpus:  # more GPUs asked than the node advertises: give it more
-            slot = GpuSlot(len(slots), _gpu_uuid(pv.node, len(slots)))
-            slots.append(slot)
-            free.append(slot)
-        for slot in free[: pv.gpus]:
-            slot.owner = pv.uid
-            sim.gpu_slots.append(slot)
+        node = self._view.nodes.get(pv.node) or NodeView(pv.node, 0, "NVIDIA-H100-80GB-HBM3", 81559.0)
+        for resource, count in (dict(pv.units) or {GPU_RESOURCE: round(pv.gpus)}).items():
+            free = [s for s in slots if s.owner is None and s.resource == resource]
+            while len(free) < count:  # more asked than the node advertises: give it more
+                have = sum(s.resource == resource for s in slots)
+                slot = self._slot(pv.node, node, resource, have, slots)
+                slots.append(slot)
+                free.append(slot)
+            for slot in free[:count]:
+                slot.owner = pv.uid
+                sim.gpu_slots.append(slot)
         self._pods[pv.uid] = sim
         log.info(
             "simulating pod",
@@ -268,32 +295,77 @@ class Simulation:
             product = node.product if node else "NVIDIA-H100-80GB-HBM3"
             total_mib = node.memory_mib if node else 81559.0
             for slot in slots:
+                if slot.resource == SHARED_GPU_RESOURCE:
+                    continue
                 sim = self._pods.get(slot.owner) if slot.owner else None
                 pod: dict[str, str] = {}
                 busy = used = 0.0
                 if sim is not None:
-                    pod = {
-                        "namespace": sim.view.namespace,
-                        "pod": sim.view.name,
-                        "container": sim.view.container,
-                    }
-                    busy = sim.busy_fraction
-                    used = min(total_mib, sim.profile.memory_used_mib) if sim.view.ready else 0.0
-                readings.append(
-                    GpuReading.from_busy(
-                        index=slot.index,
-                        uuid=slot.uuid,
-                        model_name=_marketing_name(product),
-                        hostname=node_name,
-                        busy=busy,
-                        memory_used_mib=used,
-                        memory_total_mib=total_mib,
-                        power_watts=self._power(slot),
-                        energy_mj=slot.energy_mj,
-                        pod=pod,
-                    )
+                    pod = self._pod_labels(sim)
+                    busy = sim.busy_fraction  # of the pod's GPUs; a MIG instance's ratio is its own
+                    used = min(total_mib * slot.share, sim.profile.memory_used_mib) if sim.view.ready else 0.0
+                reading = GpuReading.from_busy(
+                    index=slot.index,
+                    uuid=slot.uuid,
+                    model_name=_marketing_name(product),
+                    hostname=node_name,
+                    busy=busy,
+                    memory_used_mib=used,
+                    memory_total_mib=total_mib * slot.share,
+                    power_watts=self._power(slot),
+                    energy_mj=slot.energy_mj,
+                    pod=pod,
                 )
+                # dcgm-exporter exports no GPU_UTIL for a MIG instance.
+                readings.append(
+                    reading if slot.mig is None else replace(reading, mig=slot.mig, utilisation_percent=None)
+                )
+            readings += self._time_sliced(node_name, product, total_mib, slots)
         return dcgm_families(readings)
+
+    @staticmethod
+    def _pod_labels(sim: SimPod) -> dict[str, str]:
+        return {"namespace": sim.view.namespace, "pod": sim.view.name, "container": sim.view.container}
+
+    def _time_sliced(
+        self, node: str, product: str, total_mib: float, slots: list[GpuSlot]
+    ) -> list[GpuReading]:
+        """A time-sliced GPU as dcgm-exporter with --kubernetes-virtual-gpus shows it: the physical GPU's
+        series once per pod sharing it (label vgpu), each with the whole GPU's activity; once, without pod
+        labels, while no pod holds a replica."""
+        physical: dict[int, list[GpuSlot]] = {}
+        for slot in slots:
+            if slot.resource == SHARED_GPU_RESOURCE:
+                physical.setdefault(slot.index, []).append(slot)
+        readings: list[GpuReading] = []
+        for index, replicas in sorted(physical.items()):
+            holders = [(i, self._pods[s.owner]) for i, s in enumerate(replicas) if s.owner in self._pods]
+            busy = min(
+                1.0,
+                sum(sim.busy_fraction * s.share for s in replicas if (sim := self._pods.get(s.owner or ""))),
+            )
+            used = sum(
+                min(total_mib * s.share, sim.profile.memory_used_mib)
+                for s in replicas
+                if (sim := self._pods.get(s.owner or ""))
+            )
+            base = GpuReading.from_busy(
+                index=index,
+                uuid=replicas[0].uuid,
+                model_name=_marketing_name(product),
+                hostname=node,
+                busy=busy,
+                memory_used_mib=min(total_mib, used),
+                memory_total_mib=total_mib,
+                power_watts=sum(self._power(s) for s in replicas) / len(replicas),
+                energy_mj=sum(s.energy_mj for s in replicas) / len(replicas),
+                pod={},
+            )
+            if not holders:
+                readings.append(base)
+            for i, sim in holders:
+                readings.append(replace(base, pod={**self._pod_labels(sim), "vgpu": str(i)}))
+        return readings
 
     def truth(self) -> dict[str, Any]:
         """Exact ground truth for tests: per pod totals and the offered load per group."""
