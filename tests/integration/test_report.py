@@ -55,6 +55,15 @@ def on_l4(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+def holding(resource: str, d: dict[str, Any]) -> dict[str, Any]:
+    """The Deployment asking for one unit of another GPU resource (a MIG slice, a time-sliced replica)."""
+    res = d["spec"]["template"]["spec"]["containers"][0]["resources"]
+    for part in ("limits", "requests"):
+        res[part].pop("nvidia.com/gpu")
+        res[part][resource] = "1"
+    return d
+
+
 # Each runtime with failures the way its exporter shows them: vLLM's aborts only in the API server's HTTP
 # count, SGLang's queued aborts outside num_requests_total, TGI's request count inflated by its chat route,
 # a Triton ensemble whose four models each count every request (read for the model clients call).
@@ -66,8 +75,18 @@ DEPLOYMENTS = {
     "sglang": lambda: served_by("sglang", "server", 1, 8.0, '{"failureRate": 0.05}'),
     "triton": lambda: served_by("triton", "server", 1, 8.0, '{"failureRate": 0.05}'),
     "ensemble": lambda: served_by("triton", "server", 1, 8.0, '{"failureRate": 0.05, "ensemble": true}'),
+    # 3/7 of an H100, and two replicas sharing one L4 time-sliced two ways.
+    "mig": lambda: holding(
+        "nvidia.com/mig-3g.40gb", served_by("vllm", "server", 1, 6.0, '{"failureRate": 0.03}')
+    ),
+    "shared": lambda: holding(
+        "nvidia.com/gpu.shared",
+        served_by("vllm", "server", 2, 2.0, '{"failureRate": 0.03}', profile="mistral-7b-l4"),
+    ),
 }
 MODELS = {"ensemble": ("ensemble",)}
+GPU_RESOURCES = {"shared": ("nvidia.com/gpu.shared=0.5",)}
+RUNTIME_OF = {"ensemble": "triton", "mig": "vllm", "shared": "vllm"}
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +128,11 @@ def truth_delta(m: Measured, ns: str) -> dict[str, float]:
 
 def report_for(lab: Lab, m: Measured, key: str) -> dict[str, Any]:
     models = [arg for model in MODELS.get(key, ()) for arg in ("--model", model)]
+    resources = [arg for r in GPU_RESOURCES.get(key, ()) for arg in ("--gpu-resource", r)]
     result = run_report(
         lab,
         *models,
+        *resources,
         "--namespace",
         m.namespaces[key],
         "--window",
@@ -125,7 +146,7 @@ def report_for(lab: Lab, m: Measured, key: str) -> dict[str, Any]:
     )
     assert result.returncode == 0, result.stderr + result.stdout
     (workload,) = json.loads(result.stdout)["workloads"]
-    assert workload["runtime"] == ("triton" if key == "ensemble" else key) and workload["missing"] == []
+    assert workload["runtime"] == RUNTIME_OF.get(key, key) and workload["missing"] == [], workload["missing"]
     return dict(workload)
 
 
@@ -395,7 +416,7 @@ def test_a_heavier_canary_shows_in_projected_not_observed_cost(lab: Lab) -> None
     assert ratio == pytest.approx(new_work / old_work, rel=0.1)
 
 
-@pytest.mark.parametrize("key", ["sglang", "triton", "ensemble"])
+@pytest.mark.parametrize("key", ["sglang", "triton", "ensemble", "mig", "shared"])
 def test_each_runtime_costs_a_request_as_the_simulator_served_it(
     lab: Lab, measured: Measured, key: str
 ) -> None:
@@ -405,6 +426,7 @@ def test_each_runtime_costs_a_request_as_the_simulator_served_it(
     assert float(current["costPerRequest"]) == pytest.approx(
         truth["gpuSeconds"] * GPU_HOURLY / 3600 / truth["delivered"], rel=0.01
     )
+    assert current["gpus"] == pytest.approx(truth["gpuSeconds"] / WINDOW, rel=0.02)
     failed = truth["finished"] - truth["delivered"]
     # Triton counts each failed ensemble request twice (upstream documents it): 2f / (d + 2f).
     doubled = 2 if key == "ensemble" else 1
