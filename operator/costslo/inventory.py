@@ -7,12 +7,13 @@ cluster. Deleted pods are kept for a while: a window's cost includes pods that s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from costslo.kubeobjects import controller_of, gpus_requested, template_hash
 from costslo.rollout import OVERRIDE_ANNOTATION, DeploymentState, Revision
+from costslo.runtimes import DEFAULT_GPU_RESOURCES, GpuResource
 
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -28,7 +29,7 @@ class PodInfo:
     namespace: str
     name: str
     replicaset: str | None
-    gpus: int
+    gpus: float  # GPU-equivalents: a MIG slice is its share of a GPU
     node: str | None
     deleted_at: float | None = None
 
@@ -81,7 +82,13 @@ class TargetPods:
 class Inventory:
     """The latest known state of pods, ReplicaSets, Deployments and Rollouts."""
 
-    def __init__(self, retention_seconds: float = 2 * 3600, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        retention_seconds: float = 2 * 3600,
+        clock: Callable[[], float] = time.time,
+        gpu_resources: Sequence[GpuResource] = DEFAULT_GPU_RESOURCES,
+    ) -> None:
+        self._gpu_resources = tuple(gpu_resources)
         self._pods: dict[tuple[str, str], PodInfo] = {}
         self._rs_owner: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, rs) -> (kind, name)
         self._rs_revision: dict[tuple[str, str], str | None] = {}
@@ -106,7 +113,7 @@ class Inventory:
             namespace=key[0],
             name=key[1],
             replicaset=owner[1] if owner and owner[0] == "ReplicaSet" else None,
-            gpus=gpus_requested(spec),
+            gpus=gpus_requested(spec, self._gpu_resources),
             node=spec.get("nodeName"),
         )
 
@@ -240,7 +247,7 @@ class Inventory:
             namespace, name, d.paused, template, d.annotations, revisions, d.progress_deadline_seconds
         )
 
-    def gpus_per_replica(self, namespace: str, kind: str, name: str) -> int | None:
+    def gpus_per_replica(self, namespace: str, kind: str, name: str) -> float | None:
         """GPUs each pod of the workload's newest revision asks for; None when no pod is known."""
         target = self.target(namespace, kind, name)
         newest = max(target.revisions, key=lambda r: whole_revision(r.revision), default=None)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from costslo.runtimes import DEFAULT_GPU_RESOURCES, GpuResource, gpus_per_unit
 
 GPU_RESOURCE = "nvidia.com/gpu"
 
@@ -24,14 +26,19 @@ def whole(quantity: Any) -> int:
         return 0
 
 
-def gpus_requested(pod_spec: Mapping[str, Any]) -> int:
-    """Whole GPUs the pod's containers ask for (limits, else requests: the device plugin uses limits)."""
-    total = 0
+def gpus_requested(
+    pod_spec: Mapping[str, Any], resources: Sequence[GpuResource] = DEFAULT_GPU_RESOURCES
+) -> float:
+    """GPUs the pod's containers ask for (limits, else requests: the device plugin uses limits), a MIG slice
+    or a time-sliced replica counted as the share of a GPU its resource is (as the cost queries count it)."""
+    total = 0.0
     for c in pod_spec.get("containers") or []:
         res = c.get("resources") or {}
-        total += whole(
-            (res.get("limits") or {}).get(GPU_RESOURCE) or (res.get("requests") or {}).get(GPU_RESOURCE)
-        )
+        asked = {**(res.get("requests") or {}), **(res.get("limits") or {})}
+        for resource, quantity in asked.items():
+            share = gpus_per_unit(resource, resources)
+            if share is not None:
+                total += whole(quantity) * share
     return total
 
 

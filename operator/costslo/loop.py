@@ -68,7 +68,7 @@ class OperatorLoop:
 
     def __init__(self, settings: OperatorSettings, api_client: Any) -> None:
         self.settings = settings
-        self.inventory = Inventory()
+        self.inventory = Inventory(gpu_resources=settings.labels.gpu_resources)
         self.slos: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.client = PrometheusClient(settings.prometheus)
         self.evaluator = Evaluator(

@@ -507,6 +507,21 @@ def mig_compute_share(profile: str) -> float:
     return min(1.0, slices / (4 if a30 else 7))
 
 
+def gpus_per_unit(resource: str, resources: Sequence[GpuResource] = DEFAULT_GPU_RESOURCES) -> float | None:
+    """How many GPUs one unit of a resource (as a pod asks for it) is; None when it holds no GPU."""
+    label = ksm_resource(resource)
+    for r in resources:
+        if r.names and label in {ksm_resource(n) for n in r.names}:
+            return r.gpus
+        if (
+            r.pattern
+            and re.fullmatch(r.pattern, label)
+            and label not in {ksm_resource(n) for n in r.excluded}
+        ):
+            return r.gpus
+    return None
+
+
 def gpu_resources(overrides: Mapping[str, float] | None = None) -> tuple[GpuResource, ...]:
     """The defaults, with `overrides` (resource name -> GPUs per unit) taking precedence, e.g. a
     time-sliced `nvidia.com/gpu.shared` with 4 replicas per GPU is 0.25."""

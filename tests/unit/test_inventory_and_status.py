@@ -10,6 +10,8 @@ from costslo import views
 from costslo.actions import status
 from costslo.actions.status import HEARTBEAT_SECONDS, needs_write
 from costslo.inventory import Inventory
+from costslo.kubeobjects import gpus_requested
+from costslo.runtimes import gpu_resources
 
 pytestmark = pytest.mark.unit
 
@@ -217,3 +219,16 @@ def test_display_digits_alone_are_no_news_but_a_new_figure_is() -> None:
     assert status.differences(before, wobble) == []
     grown = {"phase": "Met", "display": {**wobble["display"], "latency": "1.20s"}}
     assert not status.same(before, grown)
+
+
+def test_a_pod_holds_the_share_of_a_gpu_its_resources_are() -> None:
+    def spec(limits: dict[str, str]) -> dict[str, object]:
+        return {"containers": [{"name": "s", "resources": {"limits": limits}}, {"name": "sidecar"}]}
+
+    assert gpus_requested(spec({"nvidia.com/gpu": "2", "cpu": "4"})) == 2
+    assert gpus_requested(spec({"nvidia.com/mig-3g.40gb": "1"})) == pytest.approx(3 / 7)
+    assert gpus_requested(spec({"nvidia.com/mig-2g.12gb": "2"})) == pytest.approx(1.0)  # A30: 2 of 4, twice
+    # Time-sliced replicas count as configured; unconfigured they hold no known share.
+    assert gpus_requested(spec({"nvidia.com/gpu.shared": "1"})) == 0
+    shared = gpu_resources({"nvidia.com/gpu.shared": 0.25})
+    assert gpus_requested(spec({"nvidia.com/gpu.shared": "1"}), shared) == 0.25
