@@ -126,13 +126,11 @@ def truth_delta(m: Measured, ns: str) -> dict[str, float]:
     return out
 
 
-def report_for(lab: Lab, m: Measured, key: str) -> dict[str, Any]:
-    models = [arg for model in MODELS.get(key, ()) for arg in ("--model", model)]
-    resources = [arg for r in GPU_RESOURCES.get(key, ()) for arg in ("--gpu-resource", r)]
-    result = run_report(
+def report_of_window(lab: Lab, m: Measured, key: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """`costslo report -o json` over the measured window of one namespace."""
+    return run_report(
         lab,
-        *models,
-        *resources,
+        *options,
         "--namespace",
         m.namespaces[key],
         "--window",
@@ -144,6 +142,12 @@ def report_for(lab: Lab, m: Measured, key: str) -> dict[str, Any]:
         "--output",
         "json",
     )
+
+
+def report_for(lab: Lab, m: Measured, key: str) -> dict[str, Any]:
+    models = [arg for model in MODELS.get(key, ()) for arg in ("--model", model)]
+    resources = [arg for r in GPU_RESOURCES.get(key, ()) for arg in ("--gpu-resource", r)]
+    result = report_of_window(lab, m, key, *models, *resources)
     assert result.returncode == 0, result.stderr + result.stdout
     (workload,) = json.loads(result.stdout)["workloads"]
     assert workload["runtime"] == RUNTIME_OF.get(key, key) and workload["missing"] == [], workload["missing"]
@@ -438,19 +442,7 @@ def test_each_runtime_costs_a_request_as_the_simulator_served_it(
 
 
 def test_an_ensemble_not_named_is_not_measured_and_says_what_to_name(lab: Lab, measured: Measured) -> None:
-    result = run_report(
-        lab,
-        "--namespace",
-        measured.namespaces["ensemble"],
-        "--window",
-        f"{WINDOW}s",
-        "--at",
-        str(measured.end),
-        "--gpu-hourly",
-        str(GPU_HOURLY),
-        "--output",
-        "json",
-    )
+    result = report_of_window(lab, measured, "ensemble")
     assert result.returncode == 1, result.stderr + result.stdout
     (workload,) = json.loads(result.stdout)["workloads"]
     assert workload["current"]["costPerRequest"] is None
