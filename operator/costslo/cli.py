@@ -231,8 +231,8 @@ def report(
     model: Annotated[
         list[str] | None,
         typer.Option(
-            help="Read only this served model (repeatable), e.g. a Triton ensemble, whose steps count "
-            "every request again; runtimes without a model label (tgi) are read whole."
+            help="Read only this served model of --runtime (repeatable), e.g. a Triton ensemble, whose "
+            "steps count every request again."
         ),
     ] = None,
     gpu_hourly: Annotated[str | None, typer.Option(help="Price of one GPU-hour for every pod, USD.")] = None,
@@ -275,7 +275,9 @@ def report(
             )
         if runtime not in ("auto", *RUNTIMES):
             raise ValueError(f"--runtime must be auto or one of {', '.join(RUNTIMES)}")
-        if model and runtime != "auto":
+        if model:
+            if runtime == "auto":
+                raise ValueError("give --runtime with --model: a model name belongs to one runtime's series")
             preset_for(runtime, models=model)  # says why a runtime cannot select models
         if not 0 < quantile < 1:
             raise ValueError(f"--quantile must lie strictly between 0 and 1, not {quantile}")

@@ -180,7 +180,8 @@ class Evaluator:
                 usage_of(samples, window.covered_seconds), prices, spec.objective.revenue_per_request
             )
             latency = samples.latency(policy_metric(spec), policy.latency_quantile)
-            missing = tuple(window.missing[q] for q in window.missing if gap(q, samples, prices))
+            # Said of the target's own pods, in words that name no other namespace of the shared fetch.
+            missing = tuple(s for q, s in window.absent_for_pods.items() if gap(q, samples, prices))
             # The window's sentences say what to check; the cost model's short "no data for ..." twins
             # would only repeat them.
             too_little = _too_little_history(window, seconds)

@@ -152,9 +152,10 @@ def _missing_for(
     samples: Samples, window: WindowSamples, latency_metric: LatencyMetric, prices: Prices
 ) -> list[str]:
     reasons = []
-    for q, reason in window.missing.items():
-        if q == LATENCY_QUANTITY[latency_metric] or gap(q, samples, prices):
-            reasons.append(reason)
+    for q, for_pods in window.absent_for_pods.items():
+        if gap(q, samples, prices) or (q == LATENCY_QUANTITY[latency_metric] and q in window.missing):
+            # The scope-wide sentence where nothing in scope had it, else the one about these pods.
+            reasons.append(window.missing.get(q, for_pods))
     return reasons
 
 

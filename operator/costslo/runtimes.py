@@ -85,15 +85,16 @@ LATENCY_QUANTITY: dict[LatencyMetric, Quantity] = {
 class ModelScope:
     """Which served models a family's series are read for: the label naming the model, and the models.
 
-    No models named: every model of a pod. Where `one_per_pod` is set (Triton), a pod whose series name
-    several models is left out instead, because a request passing through an ensemble is counted once by
-    every model it runs: summing them would multiply the requests, and which one the clients call cannot be
-    told from the series. Naming the model (spec.serving.models) counts it alone.
+    No models named: every model of a pod. Where `one_per_pod` names a family (Triton's success counter), a
+    pod for which that family names several models is left out of every quantity instead, because a request
+    passing through an ensemble is counted once by every model it runs: summing them would multiply the
+    requests, and which one the clients call cannot be told from the series. Naming the model
+    (spec.serving.models) counts it alone.
     """
 
     label: str
     models: tuple[str, ...] = ()
-    one_per_pod: bool = False
+    one_per_pod: str | None = None
 
     def __post_init__(self) -> None:
         check_label_name(self.label)
@@ -332,7 +333,7 @@ def _tgi() -> RuntimePreset:
 
 def _triton() -> RuntimePreset:
     success, failure = "nv_inference_request_success", "nv_inference_request_failure"
-    model = ModelScope("model", one_per_pod=True)
+    model = ModelScope("model", one_per_pod=success)
     return RuntimePreset(
         name="triton",
         marker=success,
@@ -365,7 +366,8 @@ def _triton() -> RuntimePreset:
         },
         hint=(
             "a pod serving several models (an ensemble and its steps) is read only for the models named in "
-            "spec.serving.models (costslo report --model), since each step counts every request again"
+            "spec.serving.models (costslo report --runtime triton --model), since each step counts every "
+            "request again"
         ),
     )
 
@@ -824,6 +826,10 @@ def with_models(preset: RuntimePreset, models: Sequence[str]) -> RuntimePreset:
         if isinstance(expr, CounterDifference):
             return replace(expr, minuend=counter(expr.minuend), subtrahend=counter(expr.subtrahend))
         if isinstance(expr, CounterFallback):
+            if isinstance(expr.preferred, CounterSum) and expr.preferred.model is None:
+                # A family that names no model (vLLM's HTTP counter) cannot be narrowed to the named ones:
+                # what does name them is read alone.
+                return counter(expr.fallback)
             return replace(expr, preferred=counter(expr.preferred), fallback=counter(expr.fallback))
         return expr
 

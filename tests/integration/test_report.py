@@ -84,7 +84,7 @@ DEPLOYMENTS = {
         served_by("vllm", "server", 2, 2.0, '{"failureRate": 0.03}', profile="mistral-7b-l4"),
     ),
 }
-MODELS = {"ensemble": ("ensemble",)}
+MODELS = {"ensemble": ("--runtime", "triton", "--model", "ensemble")}
 GPU_RESOURCES = {"shared": ("nvidia.com/gpu.shared=0.5",)}
 RUNTIME_OF = {"ensemble": "triton", "mig": "vllm", "shared": "vllm"}
 
@@ -145,7 +145,7 @@ def report_of_window(lab: Lab, m: Measured, key: str, *options: str) -> subproce
 
 
 def report_for(lab: Lab, m: Measured, key: str) -> dict[str, Any]:
-    models = [arg for model in MODELS.get(key, ()) for arg in ("--model", model)]
+    models = MODELS.get(key, ())
     resources = [arg for r in GPU_RESOURCES.get(key, ()) for arg in ("--gpu-resource", r)]
     result = report_of_window(lab, m, key, *models, *resources)
     assert result.returncode == 0, result.stderr + result.stdout

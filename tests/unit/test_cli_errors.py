@@ -102,6 +102,13 @@ def test_a_gpu_resource_without_a_share_is_refused_with_its_form(tmp_path: Path,
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_a_model_needs_its_runtime(tmp_path: Path) -> None:
+    args = ["report", "--prometheus-url", "http://127.0.0.1:9", "--gpu-hourly", "3", "--model", "ensemble"]
+    result = costslo(*args, env={"HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: give --runtime with --model" in result.stderr
+
+
 def test_models_for_a_runtime_without_a_model_label_are_refused(tmp_path: Path) -> None:
     args = ["report", "--prometheus-url", "http://127.0.0.1:9", "--gpu-hourly", "3", "--runtime", "tgi"]
     result = costslo(*args, "--model", "chat", env={"HOME": str(tmp_path)})

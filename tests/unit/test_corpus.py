@@ -179,6 +179,26 @@ def test_triton_ensemble_steps_never_multiply_the_requests(tmp_path: Path) -> No
     )
 
 
+def test_triton_before_the_reason_label_reads_the_same(tmp_path: Path) -> None:
+    """Before Triton 2.48 the failure counter had only model and version, the success counter's labels:
+    read in one selector, increase() would make them collide and fail the query for every tenant."""
+    scrape = corpus.load(corpus.RUNTIME_SCRAPES["triton"])
+    failures: dict[tuple[tuple[str, str], ...], float] = defaultdict(float)
+    for s in scrape.family("nv_inference_request_failure"):
+        failures[tuple(sorted((k, v) for k, v in s.labels.items() if k != "reason"))] += s.value
+    old = without(scrape, "nv_inference_request_failure")
+    old = replace(
+        old,
+        samples=old.samples
+        + tuple(Sample("nv_inference_request_failure", dict(k), v, "counter") for k, v in failures.items()),
+    )
+    named = preset_for("triton", models=["ensemble"])
+    check_counts(tmp_path, named, old, {Quantity.FINISHED: 22, Quantity.DELIVERED: 18, Quantity.FAILED: 4})
+    # Unnamed, the several-models pod is left out of every quantity, failures too: never zero failures.
+    check_counts(tmp_path, "triton", old, {Quantity.FAILED: None})
+    check_counts(tmp_path, "triton", without(old, "nv_inference_request_failure"), {Quantity.FAILED: None})
+
+
 # --- GPUs: dcgm-exporter and kube-state-metrics -------------------------------------------------------
 
 
@@ -217,27 +237,64 @@ def test_dcgm_busy_time_whatever_the_host_label_and_scrape_mode(
     )
 
 
-def test_a_mig_instance_is_busy_for_its_share_of_the_gpu(tmp_path: Path) -> None:
-    """DCGM's profiling ratios of a MIG instance are relative to the instance: 0.71 of a 3g.40gb slice is
-    0.71 x 3/7 of a GPU busy."""
+@pytest.mark.parametrize("honor_labels", [False, True], ids=["exported-labels", "honor-labels"])
+def test_mig_instances_and_time_sliced_copies_are_busy_for_their_part(
+    tmp_path: Path, honor_labels: bool
+) -> None:
+    """A MIG instance's ratio is of the instance (weighed by its profile when read: test_window.py). Each
+    pod's copy of a time-sliced GPU carries the whole GPU's ratio (0.48): split between the two copies, and
+    the per-process utilisation beside it (with pod_uid) is not added on top."""
     scrape = corpus.load(corpus.DCGM_MIG_SCRAPE)
-    mig_only = replace(scrape, samples=tuple(s for s in scrape.samples if "GPU_I_PROFILE" in s.labels))
-    expected = [(p, v) for p, v in busy_seconds(scrape) if "embed" in p]
-    assert len(expected) == 2
-    plan = {q.quantity: q for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML)}
-    busy = plan[Quantity.BUSY_GPU_SECONDS]
+    ratio = {s.labels["pod"]: s.value for s in scrape.family("DCGM_FI_PROF_GR_ENGINE_ACTIVE")}
+    assert ratio["shared-a"] == ratio["shared-b"] == 0.48
+    [busy] = [
+        q
+        for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML)
+        if q.quantity is Quantity.BUSY_GPU_SECONDS
+    ]
+    mig = ',GPU_I_PROFILE="3g.40gb"}'
+    expected = [
+        (pod("ml", "embed-a").replace("}", mig), ratio["embed-a"] * WINDOW_SECONDS),
+        (pod("ml", "embed-b").replace("}", mig), ratio["embed-b"] * WINDOW_SECONDS),
+        (pod("ml", "shared-a"), ratio["shared-a"] / 2 * WINDOW_SECONDS),
+        (pod("ml", "shared-b"), ratio["shared-b"] / 2 * WINDOW_SECONDS),
+    ]
     evaluate(
         tmp_path,
-        corpus.as_series([(mig_only, EXPORTER_TARGET)]),
-        # Prometheus keeps each instance's profile, which the reader weighs it by (test_window.py).
-        [
-            cases(
-                busy.promql.replace("sum by (namespace, pod, GPU_I_PROFILE)", "sum by (namespace, pod)"),
-                [(p, v / (3 / 7)) for p, v in expected],
-            )
-        ],
+        corpus.as_series([(scrape, EXPORTER_TARGET)], honor_labels=honor_labels),
+        [cases(busy.promql, expected)],
         eval_time=corpus.EVAL_TIME,
     )
+    assert busy.weight_label == "GPU_I_PROFILE"
+
+
+@pytest.mark.parametrize("honor_labels", [False, True], ids=["exported-labels", "honor-labels"])
+def test_a_gpu_s_energy_is_shared_by_its_instances_and_pods(tmp_path: Path, honor_labels: bool) -> None:
+    """dcgm-exporter repeats the whole GPU's energy on each MIG instance and on each pod's copy of a
+    time-sliced GPU: a pod is charged its instance's share, or an even part of the shared GPU, never the
+    whole GPU once per neighbour."""
+    scrape = corpus.load(corpus.DCGM_MIG_SCRAPE)
+    energy = {s.labels["pod"]: s.value for s in scrape.family("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION")}
+    assert energy["embed-a"] == energy["embed-b"] and energy["shared-a"] == energy["shared-b"]
+    [query] = [
+        q
+        for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML)
+        if q.quantity is Quantity.ENERGY_JOULES
+    ]
+    # Prometheus gives each pod its part per MIG profile; the reader weighs the profile (3g.40gb: 3/7).
+    expected = [
+        (pod("ml", "embed-a").replace("}", ',GPU_I_PROFILE="3g.40gb"}'), energy["embed-a"] / 1000),
+        (pod("ml", "embed-b").replace("}", ',GPU_I_PROFILE="3g.40gb"}'), energy["embed-b"] / 1000),
+        (pod("ml", "shared-a"), energy["shared-a"] / 2 / 1000),
+        (pod("ml", "shared-b"), energy["shared-b"] / 2 / 1000),
+    ]
+    evaluate(
+        tmp_path,
+        corpus.as_series([(scrape, EXPORTER_TARGET)], honor_labels=honor_labels),
+        [cases(query.promql, expected)],
+        eval_time=corpus.EVAL_TIME,
+    )
+    assert query.weight_label == "GPU_I_PROFILE"
 
 
 @pytest.mark.parametrize("signal", ["tensor", "sm"])

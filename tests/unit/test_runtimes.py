@@ -86,7 +86,7 @@ def test_every_quantity_reads_series_the_exporters_expose(runtime: str) -> None:
             if "increase(" in query.promql and name in query.series:
                 # increase() only on counters or a histogram's cumulative _sum/_count
                 assert kind == "counter" or suffix in ("_sum", "_count"), (query.quantity, name)
-            if query.part == "buckets":
+            if query.part == "buckets" and name in query.series:
                 assert suffix == "_bucket" and "rate(" in query.promql, (query.quantity, name)
 
 
@@ -211,10 +211,10 @@ def test_tgi_failures_count_zero_before_the_first_one() -> None:
         '(sum by (namespace, pod) (increase(tgi_request_failure{namespace="ml"}[5m])) '
         'or sum by (namespace, pod) (increase(tgi_request_success{namespace="ml"}[5m])) * 0)'
     )
-    assert plan[Quantity.FINISHED] == (
-        'sum by (namespace, pod) (increase({__name__=~"tgi_request_success|tgi_request_failure",'
-        'namespace="ml"}[5m]))'
-    )
+    success = 'sum by (namespace, pod) (increase(tgi_request_success{namespace="ml"}[5m]))'
+    failure = 'sum by (namespace, pod) (increase(tgi_request_failure{namespace="ml"}[5m]))'
+    # One family at a time: increase() drops the name, and families with the same labels would collide.
+    assert plan[Quantity.FINISHED] == f"({success} + {failure} or {success} or {failure})"
     assert plan[Quantity.INPUT_TOKENS].startswith(
         "sum by (namespace, pod) (increase(tgi_request_input_length_sum"
     )
@@ -248,10 +248,8 @@ def test_triton_latency_is_a_mean_in_seconds() -> None:
         ),
     ]
     finished = next(q for q in plan_window(preset, LabelConfig(), 300, ML) if q.quantity is Quantity.FINISHED)
-    assert (
-        '{__name__=~"nv_inference_request_success|nv_inference_request_failure",namespace="ml",model="ensemble"}'
-        in finished.promql
-    )
+    success = 'increase(nv_inference_request_success{namespace="ml",model="ensemble"}[5m])'
+    assert finished.promql.startswith(f"(sum by (namespace, pod) ({success}) + ")
     assert not preset.supports(Quantity.PREFILL_SECONDS)
 
 
@@ -272,6 +270,12 @@ def test_a_triton_pod_of_several_models_is_read_for_the_named_ones_only() -> Non
     assert "model" not in named[Quantity.INPUT_TOKENS].promql
     assert preset_for("triton", models=["b", "a", "a"]).key == "triton[a,b]"
     assert RUNTIMES["triton"].key == "triton"
+    # vLLM's HTTP counter names no model: with models named, requests are the engine's count of them.
+    vllm = {
+        q.quantity: q.promql for q in plan_window(preset_for("vllm", models=["chat"]), LabelConfig(), 300, ML)
+    }
+    assert "http_requests_total" not in vllm[Quantity.FINISHED] + vllm[Quantity.FAILED]
+    assert 'vllm:request_success_total{namespace="ml",model_name="chat"}' in vllm[Quantity.FINISHED]
     with pytest.raises(ValueError, match="tgi series carry no model label"):
         preset_for("tgi", models=["x"])
     with pytest.raises(CustomQueryError, match="models are not read for runtime custom"):
@@ -285,11 +289,14 @@ def test_gpu_busy_prefers_the_profiling_ratio_per_gpu() -> None:
     [busy] = [
         q for q in plan_window(RUNTIMES["vllm"], labels, 300, ML) if q.quantity is Quantity.BUSY_GPU_SECONDS
     ]
-    sel = '{exported_namespace="ml",exported_pod!=""}'
+    sel = 'exported_namespace="ml",exported_pod!=""'
+    dev = "(gpu, UUID, uuid, GPU_I_ID, Hostname, hostname)"
+    gr, util = "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_DEV_GPU_UTIL"
     assert busy.promql == (
-        "sum_over_time((sum by (exported_namespace, exported_pod, GPU_I_PROFILE) "
-        f"(DCGM_FI_PROF_GR_ENGINE_ACTIVE{sel} or DCGM_FI_DEV_GPU_UTIL{sel} / 100))[5m:5s]) * 300 "
-        "/ scalar(count_over_time(vector(1)[5m:5s]))"
+        "sum_over_time((sum by (exported_namespace, exported_pod, GPU_I_PROFILE) ("
+        f'{gr}{{{sel},vgpu=""}} or {gr}{{{sel},vgpu!=""}} / on {dev} group_left count by {dev} '
+        f'({gr}{{vgpu!=""}}) or ({util}{{{sel}}} / 100 unless on {dev} {gr}{{{sel}}})'
+        "))[5m:5s]) * 300 / scalar(count_over_time(vector(1)[5m:5s]))"
     )
     assert busy.group == PodLabels("exported_namespace", "exported_pod")
     # A MIG instance's ratio is of the instance: the answer keeps its profile to weigh it by its share.

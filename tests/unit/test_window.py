@@ -227,3 +227,7 @@ def test_a_mig_instance_is_busy_for_its_share_of_the_gpu() -> None:
     assert window.pods[A1].busy_gpu_seconds == 150
     assert window.pods[A2].busy_gpu_seconds == pytest.approx(70 * 3 / 7 + 35 / 7)
     assert window.pods[B1].busy_gpu_seconds == pytest.approx(40)
+    # A profile priced at another share is busy at that share too, so utilisation can reach 100%.
+    labels = LabelConfig.from_modes(gpu_resource_overrides={"nvidia.com/mig-3g.40gb": 0.5})
+    _, window = fetch(RUNTIMES["vllm"], answers, labels=labels)
+    assert window.pods[A2].busy_gpu_seconds == pytest.approx(70 * 0.5 + 35 / 7)

@@ -26,7 +26,6 @@ from costslo.metrics.promql import (
     namespace_matcher,
     number,
     quote,
-    regex_escape,
     selector,
 )
 from costslo.runtimes import (
@@ -53,6 +52,7 @@ from costslo.runtimes import (
     LabelConfig,
     LatencyMetric,
     MeanLatency,
+    ModelScope,
     PodLabels,
     Quantity,
     RuntimePreset,
@@ -101,13 +101,19 @@ def _by(group: PodLabels, *extra: str) -> str:
     return ", ".join((group.namespace, group.pod, *extra))
 
 
-def _series_selector(names: tuple[str, ...], matchers: list[Matcher]) -> str:
-    if len(names) == 1:
-        return selector(names[0], matchers)
-    # Several families summed in one selector: no `or`/`+` needed, and a family without series yet is simply
-    # not there rather than removing the pod from the result.
-    by_name = Matcher("__name__", "=~", "|".join(regex_escape(n) for n in names))
-    return "{" + matchers_text([by_name, *matchers]) + "}"
+def _increase_per_pod(names: tuple[str, ...], matchers: list[Matcher], ctx: _Context) -> str:
+    """The increase of one or more counter families, summed per pod.
+
+    Families are summed one by one: increase() drops the metric name, so two families whose series carry
+    the same labels (Triton's success and failure counters before the `reason` label) would collide in one
+    selector. `A + B or A or B` keeps a pod that has only one of them, as a family without series yet.
+    """
+    g = ctx.labels.runtime
+    sums = [f"sum by ({_by(g)}) (increase({selector(n, matchers)}[{ctx.window}]))" for n in names]
+    text = sums[0]
+    for more in sums[1:]:
+        text = f"({text} + {more} or {text} or {more})"
+    return text
 
 
 def _custom_text(query: CustomQuery, ctx: _Context) -> str:
@@ -132,8 +138,7 @@ def _counter(expr: CounterExpr, ctx: _Context) -> tuple[str, bool]:
         return f"({preferred} or {fallback})", False
     scope = namespace_matcher(g.namespace, ctx.namespaces)
     models = expr.model.matchers() if expr.model else ()
-    series = _series_selector(expr.names, [scope, *expr.matchers, *models])
-    text = f"sum by ({_by(g)}) (increase({series}[{ctx.window}]))"
+    text = _increase_per_pod(expr.names, [scope, *expr.matchers, *models], ctx)
     compound = False
     if expr.unit_divisor != 1:
         text, compound = f"{text} / {number(expr.unit_divisor)}", True
@@ -142,16 +147,17 @@ def _counter(expr: CounterExpr, ctx: _Context) -> tuple[str, bool]:
         text = f"({text} or sum by ({_by(g)}) (increase({baseline}[{ctx.window}])) * 0)"
         compound = False
     if expr.model and expr.model.one_per_pod and not expr.model.models:
-        every = _series_selector(expr.names, [scope])
-        text = f"({text} unless on ({_by(g)}) {_several_models(every, expr.model.label, ctx)})"
+        text = f"({text} unless on ({_by(g)}) {_several_models(expr.model, scope, ctx)})"
         compound = False
     return text, compound
 
 
-def _several_models(series: str, label: str, ctx: _Context) -> str:
-    """The pods whose series name more than one model in the window."""
+def _several_models(model: ModelScope, scope: Matcher, ctx: _Context) -> str:
+    """The pods whose `model.one_per_pod` family names more than one model in the window."""
     g = ctx.labels.runtime
-    return f"(count by ({_by(g)}) (count by ({_by(g, label)}) (last_over_time({series}[{ctx.window}]))) > 1)"
+    assert model.one_per_pod is not None
+    series = f"last_over_time({selector(model.one_per_pod, [scope])}[{ctx.window}])"
+    return f"(count by ({_by(g)}) (count by ({_by(g, model.label)}) ({series})) > 1)"
 
 
 def _counter_series(expr: CounterExpr) -> tuple[str, ...]:
@@ -175,8 +181,7 @@ def _histogram(source: HistogramLatency | CustomHistogramLatency, ctx: _Context)
     def buckets(name: str) -> str:
         text = f"sum by ({_by(g, 'le')}) (rate({selector(name + '_bucket', [scope, *models])}[{ctx.window}]))"
         if model and model.one_per_pod and not model.models:
-            every = selector(name + "_bucket", [scope])
-            text = f"({text} unless on ({_by(g)}) {_several_models(every, model.label, ctx)})"
+            text = f"({text} unless on ({_by(g)}) {_several_models(model, scope, ctx)})"
         return text
 
     text = buckets(source.names[0])
@@ -256,13 +261,22 @@ def _running_pods(ctx: _Context) -> str:
     return f"max by ({_by(k)}) ({info}) unless on ({_by(k)}) {_finished_pods(ctx)}"
 
 
+# The labels that tell one GPU (or MIG instance) from another, whatever dcgm-exporter's flags.
+_DEVICE_LABELS = "gpu, UUID, uuid, GPU_I_ID, Hostname, hostname"
+
+
 def _busy_gpus(ctx: _Context) -> str:
-    # Per GPU: the profiling ratio where DCGM has it, else utilisation in percent (`or` matches per GPU).
+    # Per GPU: the profiling ratio where DCGM has it, else utilisation in percent. Matched on the device,
+    # not on every label: a series may carry labels the other lacks (pod_uid on per-process utilisation).
+    # A time-sliced GPU's copy per pod (`vgpu`) carries the whole GPU's activity: split evenly, so that the
+    # pods sharing it add up to the GPU, whatever namespaces they are in.
     def render(m: str) -> str:
         busy = GPU_BUSY_SIGNALS[ctx.labels.gpu_busy]
+        copies = f'count by ({_DEVICE_LABELS}) ({busy}{{vgpu!=""}})'
+        text = f'{busy}{{{m},vgpu=""}} or {busy}{{{m},vgpu!=""}} / on ({_DEVICE_LABELS}) group_left {copies}'
         if busy != GPU_BUSY_RATIO:
-            return f"{busy}{{{m}}}"
-        return f"{busy}{{{m}}} or {GPU_UTIL_PERCENT}{{{m}}} / 100"
+            return text
+        return f"{text} or ({GPU_UTIL_PERCENT}{{{m}}} / 100 unless on ({_DEVICE_LABELS}) {busy}{{{m}}})"
 
     return f"sum by ({_by(ctx.labels.gpu_output, MIG_PROFILE_LABEL)}) ({_gpu_series(render, ctx)})"
 
@@ -273,10 +287,19 @@ def _busy_series(labels: LabelConfig) -> tuple[str, ...]:
 
 
 def _energy(ctx: _Context) -> str:
-    def render(m: str) -> str:
-        return f"increase({GPU_ENERGY_MILLIJOULES}{{{m}}}[{ctx.window}])"
+    """Energy per pod. dcgm-exporter repeats a GPU's energy on each of its MIG instances (weighed by their
+    share when read, as busy time is) and on each pod's copy of a time-sliced GPU (`vgpu`), which is split
+    evenly between the copies here."""
+    e = GPU_ENERGY_MILLIJOULES
 
-    return f"sum by ({_by(ctx.labels.gpu_output)}) ({_gpu_series(render, ctx)}) / 1000"
+    def render(m: str) -> str:
+        copies = f'count by ({_DEVICE_LABELS}) ({e}{{vgpu!=""}})'
+        return (
+            f'increase({e}{{{m},vgpu=""}}[{ctx.window}]) or '
+            f'increase({e}{{{m},vgpu!=""}}[{ctx.window}]) / on ({_DEVICE_LABELS}) group_left {copies}'
+        )
+
+    return f"sum by ({_by(ctx.labels.gpu_output, MIG_PROFILE_LABEL)}) ({_gpu_series(render, ctx)}) / 1000"
 
 
 def _context(
@@ -378,7 +401,15 @@ def plan_window(
             gpu_hint,
             weight_label=MIG_PROFILE_LABEL,
         ),
-        WindowQuery(Quantity.ENERGY_JOULES, "value", _energy(ctx), gpu, (GPU_ENERGY_MILLIJOULES,), gpu_hint),
+        WindowQuery(
+            Quantity.ENERGY_JOULES,
+            "value",
+            _energy(ctx),
+            gpu,
+            (GPU_ENERGY_MILLIJOULES,),
+            gpu_hint,
+            weight_label=MIG_PROFILE_LABEL,
+        ),
         WindowQuery(
             Quantity.CURRENT_GPUS,
             "value",

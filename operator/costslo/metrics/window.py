@@ -34,6 +34,7 @@ from costslo.runtimes import (
     MeanLatency,
     Quantity,
     RuntimePreset,
+    gpus_per_unit,
     mig_compute_share,
 )
 
@@ -174,6 +175,9 @@ class WindowSamples:
     # The span at the window's end that Prometheus holds data for: rates, GPUs, replicas and hourly cost are
     # over it. The whole window where Prometheus is older than the window, or where that cannot be told.
     covered_seconds: float
+    # Per quantity asked, what a group of pods without a value lacks, in words that name no namespace (a
+    # fetch serves several tenants): "no data for delivered requests: no X series for its pods ...".
+    absent_for_pods: Mapping[Quantity, str] = field(default_factory=dict)
 
     @property
     def partial(self) -> bool:
@@ -198,11 +202,11 @@ def _scope(namespaces: Collection[str] | None) -> str:
     return f"in namespace {names[0]}" if len(names) == 1 else f"in namespaces {', '.join(names)}"
 
 
-def _absent_reason(query: WindowQuery, namespaces: Collection[str] | None, window_seconds: float) -> str:
+def _absent_reason(query: WindowQuery, where: str, window_seconds: float) -> str:
     series = " or ".join(query.series)
     when = "now" if query.instant else f"over the last {duration(window_seconds)}"
     what = DESCRIPTIONS[query.quantity]
-    return f"no data for {what}: no {series} series {_scope(namespaces)} {when}; {query.hint}"
+    return f"no data for {what}: no {series} series {where} {when}; {query.hint}"
 
 
 _NO_DATA = re.compile(r"no data for (?P<what>[^:]+): (?P<why>.+)", re.DOTALL)
@@ -226,6 +230,14 @@ def merge_missing(reasons: Iterable[str]) -> tuple[str, ...]:
 
 def _and(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _instance_share(profile: str, labels: LabelConfig) -> float:
+    """The GPUs a MIG instance of this profile is, as its resource is priced (`--gpu-resource` included), so
+    that busy and provisioned time use one share; a series without a profile is a whole GPU."""
+    if not profile:
+        return 1.0
+    return gpus_per_unit(f"nvidia.com/mig-{profile}", labels.gpu_resources) or mig_compute_share(profile)
 
 
 def _usable(value: float) -> bool:
@@ -262,7 +274,7 @@ def fetch_window(
     for query in plan:
         answer = client.query(query.promql, end)
         if not answer:
-            missing.setdefault(query.quantity, _absent_reason(query, namespaces, window_seconds))
+            missing.setdefault(query.quantity, _absent_reason(query, _scope(namespaces), window_seconds))
             continue
         for sample in answer:
             key = (sample.labels.get(query.group.namespace, ""), sample.labels.get(query.group.pod, ""))
@@ -275,7 +287,7 @@ def fetch_window(
                 if query.weight_label is None:
                     pod_values[key] = value
                 else:
-                    weight = mig_compute_share(sample.labels.get(query.weight_label, ""))
+                    weight = _instance_share(sample.labels.get(query.weight_label, ""), labels)
                     pod_values[key] = pod_values.get(key, 0.0) + value * weight
             elif query.part == "buckets":
                 le_text = sample.labels.get("le")
@@ -325,6 +337,7 @@ def fetch_window(
         pods=result,
         latency_kinds=kinds,
         missing=missing,
+        absent_for_pods={q.quantity: _absent_reason(q, "for its pods", window_seconds) for q in plan},
         unsupported=frozenset(q for q in asked if not preset.supports(q)),
         queries=len(plan) + 1,
         covered_seconds=covered,

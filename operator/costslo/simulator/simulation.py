@@ -312,8 +312,9 @@ class Simulation:
                     busy=busy,
                     memory_used_mib=used,
                     memory_total_mib=total_mib * slot.share,
-                    power_watts=self._power(slot),
-                    energy_mj=slot.energy_mj,
+                    # A MIG instance repeats its whole GPU's power and energy, as dcgm-exporter does.
+                    power_watts=sum(self._power(s) for s in self._same_gpu(slot, slots)),
+                    energy_mj=sum(s.energy_mj for s in self._same_gpu(slot, slots)),
                     pod=pod,
                 )
                 # dcgm-exporter exports no GPU_UTIL for a MIG instance.
@@ -322,6 +323,12 @@ class Simulation:
                 )
             readings += self._time_sliced(node_name, product, total_mib, slots)
         return dcgm_families(readings)
+
+    @staticmethod
+    def _same_gpu(slot: GpuSlot, slots: list[GpuSlot]) -> list[GpuSlot]:
+        if slot.mig is None:
+            return [slot]
+        return [s for s in slots if s.mig is not None and s.index == slot.index]
 
     @staticmethod
     def _pod_labels(sim: SimPod) -> dict[str, str]:
