@@ -211,8 +211,8 @@ def test_queries_per_cycle_do_not_grow_with_costslos(lab: Lab, judged: str, oper
         for w in (o["spec"].get("evaluation", {}).get("windows") or {"long": "1h", "short": "5m"}).values()
     }
     assert last["costslos"] == len(everything) >= 3
-    # One vLLM fetch (13 queries) per distinct window, shared by every CostSLO that uses it.
-    assert last["queries"] == 14 * len(windows)  # 13 quantities and the span Prometheus holds
+    # One vLLM fetch (15 queries) per distinct window, shared by every CostSLO that uses it.
+    assert last["queries"] == 15 * len(windows)  # 14 quantities and the span Prometheus holds
 
 
 def test_verdict_endpoint_for_argo_rollouts_and_flagger(judged: str, http_port: int) -> None:
