@@ -237,6 +237,33 @@ def test_dcgm_busy_time_whatever_the_host_label_and_scrape_mode(
     )
 
 
+def check_mig_and_shared(
+    tmp_path: Path,
+    scrape: Scrape,
+    quantity: Quantity,
+    per_pod: dict[str, float],
+    scale: float,
+    honor_labels: bool,
+) -> None:
+    """The MIG corpus read for one quantity: each MIG pod its own value per profile (the reader then weighs
+    the profile: test_window.py), each of the two pods sharing a time-sliced GPU half of the GPU's value."""
+    [query] = [
+        q for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML) if q.quantity is quantity
+    ]
+    mig = ',GPU_I_PROFILE="3g.40gb"}'
+    expected = [
+        *((pod("ml", p).replace("}", mig), per_pod[p] * scale) for p in ("embed-a", "embed-b")),
+        *((pod("ml", p), per_pod[p] / 2 * scale) for p in ("shared-a", "shared-b")),
+    ]
+    evaluate(
+        tmp_path,
+        corpus.as_series([(scrape, EXPORTER_TARGET)], honor_labels=honor_labels),
+        [cases(query.promql, expected)],
+        eval_time=corpus.EVAL_TIME,
+    )
+    assert query.weight_label == "GPU_I_PROFILE"
+
+
 @pytest.mark.parametrize("honor_labels", [False, True], ids=["exported-labels", "honor-labels"])
 def test_mig_instances_and_time_sliced_copies_are_busy_for_their_part(
     tmp_path: Path, honor_labels: bool
@@ -247,25 +274,7 @@ def test_mig_instances_and_time_sliced_copies_are_busy_for_their_part(
     scrape = corpus.load(corpus.DCGM_MIG_SCRAPE)
     ratio = {s.labels["pod"]: s.value for s in scrape.family("DCGM_FI_PROF_GR_ENGINE_ACTIVE")}
     assert ratio["shared-a"] == ratio["shared-b"] == 0.48
-    [busy] = [
-        q
-        for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML)
-        if q.quantity is Quantity.BUSY_GPU_SECONDS
-    ]
-    mig = ',GPU_I_PROFILE="3g.40gb"}'
-    expected = [
-        (pod("ml", "embed-a").replace("}", mig), ratio["embed-a"] * WINDOW_SECONDS),
-        (pod("ml", "embed-b").replace("}", mig), ratio["embed-b"] * WINDOW_SECONDS),
-        (pod("ml", "shared-a"), ratio["shared-a"] / 2 * WINDOW_SECONDS),
-        (pod("ml", "shared-b"), ratio["shared-b"] / 2 * WINDOW_SECONDS),
-    ]
-    evaluate(
-        tmp_path,
-        corpus.as_series([(scrape, EXPORTER_TARGET)], honor_labels=honor_labels),
-        [cases(busy.promql, expected)],
-        eval_time=corpus.EVAL_TIME,
-    )
-    assert busy.weight_label == "GPU_I_PROFILE"
+    check_mig_and_shared(tmp_path, scrape, Quantity.BUSY_GPU_SECONDS, ratio, WINDOW_SECONDS, honor_labels)
 
 
 @pytest.mark.parametrize("honor_labels", [False, True], ids=["exported-labels", "honor-labels"])
@@ -276,25 +285,7 @@ def test_a_gpu_s_energy_is_shared_by_its_instances_and_pods(tmp_path: Path, hono
     scrape = corpus.load(corpus.DCGM_MIG_SCRAPE)
     energy = {s.labels["pod"]: s.value for s in scrape.family("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION")}
     assert energy["embed-a"] == energy["embed-b"] and energy["shared-a"] == energy["shared-b"]
-    [query] = [
-        q
-        for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML)
-        if q.quantity is Quantity.ENERGY_JOULES
-    ]
-    # Prometheus gives each pod its part per MIG profile; the reader weighs the profile (3g.40gb: 3/7).
-    expected = [
-        (pod("ml", "embed-a").replace("}", ',GPU_I_PROFILE="3g.40gb"}'), energy["embed-a"] / 1000),
-        (pod("ml", "embed-b").replace("}", ',GPU_I_PROFILE="3g.40gb"}'), energy["embed-b"] / 1000),
-        (pod("ml", "shared-a"), energy["shared-a"] / 2 / 1000),
-        (pod("ml", "shared-b"), energy["shared-b"] / 2 / 1000),
-    ]
-    evaluate(
-        tmp_path,
-        corpus.as_series([(scrape, EXPORTER_TARGET)], honor_labels=honor_labels),
-        [cases(query.promql, expected)],
-        eval_time=corpus.EVAL_TIME,
-    )
-    assert query.weight_label == "GPU_I_PROFILE"
+    check_mig_and_shared(tmp_path, scrape, Quantity.ENERGY_JOULES, energy, 1 / 1000, honor_labels)
 
 
 @pytest.mark.parametrize("signal", ["tensor", "sm"])
