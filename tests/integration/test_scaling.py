@@ -58,8 +58,10 @@ SCENARIOS = {
     "hpa": (4, 4.0, scaled_slo("0.0005", 60, 1, 8)),
     # 1 x 8B whose p95 (several seconds) breaks a 1 s budget, with money to spare.
     "up": (1, 4.0, scaled_slo("0.01", 1, 1, 2)),
-    # Steady and within budget: the status must go quiet.
-    "steady": (2, 8.0, scaled_slo("0.01", 60, 2, 2, windows=("2m", "1m"))),
+    # Steady and within budget: the status must go quiet. 16 req/s: the projections' mean GPU work per
+    # request over the 2m window then varies by about 1.6% (gamma-sized requests), well inside the 5% that
+    # makes a money figure news; at 8 req/s a 5.6% drift was seen.
+    "steady": (2, 16.0, scaled_slo("0.01", 60, 2, 2, windows=("2m", "1m"))),
 }
 
 
