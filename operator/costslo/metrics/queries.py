@@ -265,6 +265,13 @@ def _running_pods(ctx: _Context) -> str:
 _DEVICE_LABELS = "gpu, UUID, uuid, GPU_I_ID, Hostname, hostname"
 
 
+def _split_copies(name: str, m: str, read: Callable[[str], str]) -> str:
+    """`read` of a DCGM family per device, each pod's copy of a time-sliced GPU (`vgpu`) an even part."""
+    copies = f'count by ({_DEVICE_LABELS}) ({name}{{vgpu!=""}})'
+    whole, shared = read(f'{name}{{{m},vgpu=""}}'), read(f'{name}{{{m},vgpu!=""}}')
+    return f"{whole} or {shared} / on ({_DEVICE_LABELS}) group_left {copies}"
+
+
 def _busy_gpus(ctx: _Context) -> str:
     # Per GPU: the profiling ratio where DCGM has it, else utilisation in percent. Matched on the device,
     # not on every label: a series may carry labels the other lacks (pod_uid on per-process utilisation).
@@ -272,8 +279,7 @@ def _busy_gpus(ctx: _Context) -> str:
     # pods sharing it add up to the GPU, whatever namespaces they are in.
     def render(m: str) -> str:
         busy = GPU_BUSY_SIGNALS[ctx.labels.gpu_busy]
-        copies = f'count by ({_DEVICE_LABELS}) ({busy}{{vgpu!=""}})'
-        text = f'{busy}{{{m},vgpu=""}} or {busy}{{{m},vgpu!=""}} / on ({_DEVICE_LABELS}) group_left {copies}'
+        text = _split_copies(busy, m, lambda sel: sel)
         if busy != GPU_BUSY_RATIO:
             return text
         return f"{text} or ({GPU_UTIL_PERCENT}{{{m}}} / 100 unless on ({_DEVICE_LABELS}) {busy}{{{m}}})"
@@ -293,11 +299,7 @@ def _energy(ctx: _Context) -> str:
     e = GPU_ENERGY_MILLIJOULES
 
     def render(m: str) -> str:
-        copies = f'count by ({_DEVICE_LABELS}) ({e}{{vgpu!=""}})'
-        return (
-            f'increase({e}{{{m},vgpu=""}}[{ctx.window}]) or '
-            f'increase({e}{{{m},vgpu!=""}}[{ctx.window}]) / on ({_DEVICE_LABELS}) group_left {copies}'
-        )
+        return _split_copies(e, m, lambda sel: f"increase({sel}[{ctx.window}])")
 
     return f"sum by ({_by(ctx.labels.gpu_output, MIG_PROFILE_LABEL)}) ({_gpu_series(render, ctx)}) / 1000"
 
