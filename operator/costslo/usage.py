@@ -8,10 +8,17 @@ from costslo.runtimes import LATENCY_QUANTITY, Quantity
 
 # Measured, but priced by no figure here: the GPU count at the window's end (a deleted workload has none) and
 # energy (the cost model says its own "no data for energy" when a price per kWh asks for it).
-# Prefix-cache hits refine the split of compute between input and output tokens where they are known; the
-# split stands without them.
+# Prefill/decode times and prefix-cache hits refine the split of compute between input and output tokens
+# where they are known; the token-weighted split stands without them.
 _NEVER_PRICED = frozenset(
-    {Quantity.CURRENT_GPUS, Quantity.ENERGY_JOULES, Quantity.CACHED_INPUT_TOKENS, *LATENCY_QUANTITY.values()}
+    {
+        Quantity.CURRENT_GPUS,
+        Quantity.ENERGY_JOULES,
+        Quantity.CACHED_INPUT_TOKENS,
+        Quantity.PREFILL_SECONDS,
+        Quantity.DECODE_SECONDS,
+        *LATENCY_QUANTITY.values(),
+    }
 )
 
 

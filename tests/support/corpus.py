@@ -27,6 +27,9 @@ RUNTIME_SCRAPES = {
     "triton": "triton-v2.71.0-trtllm-ensemble.prom",
     "sglang": "sglang-v0.5.23.prom",
 }
+SGLANG_DEVICE_TIMER_SCRAPE = "sglang-v0.5.23-device-timer.prom"
+# The same release with an option on that adds families the main scrape lacks.
+RUNTIME_VARIANTS = {"sglang": (SGLANG_DEVICE_TIMER_SCRAPE,)}
 DCGM_SCRAPE = "dcgm-exporter-4.5.3-4.8.2.prom"
 DCGM_MIG_SCRAPE = "dcgm-exporter-4.5.3-4.8.2-mig.prom"
 KUBE_STATE_SCRAPE = "kube-state-metrics-v2.20.0.prom"

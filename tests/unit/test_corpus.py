@@ -17,7 +17,7 @@ import pytest
 
 from costslo.exposition import render
 from costslo.metrics.queries import plan_window
-from costslo.runtimes import RUNTIMES, LabelConfig, Quantity, RuntimePreset, preset_for
+from costslo.runtimes import RUNTIMES, SGLANG_FORWARD, LabelConfig, Quantity, RuntimePreset, preset_for
 from costslo.simulator.exporters import Load, RuntimeExporter
 from costslo.simulator.serving import RequestSampler
 from tests.support import corpus
@@ -39,6 +39,8 @@ FIGURES = {
     "input_tokens": Quantity.INPUT_TOKENS,
     "cached_input_tokens": Quantity.CACHED_INPUT_TOKENS,
     "output_tokens": Quantity.OUTPUT_TOKENS,
+    "prefill_seconds": Quantity.PREFILL_SECONDS,
+    "decode_seconds": Quantity.DECODE_SECONDS,
 }
 
 
@@ -130,6 +132,31 @@ def test_vllm_without_the_http_counter_falls_back_to_the_engine(tmp_path: Path) 
     check_counts(
         tmp_path, "vllm", scrape, {Quantity.FINISHED: 17, Quantity.DELIVERED: 17, Quantity.FAILED: 0}
     )
+
+
+def test_gpu_time_by_phase_is_read_where_the_server_measures_it(tmp_path: Path) -> None:
+    """TGI's batch forward time and SGLang's device timer are GPU time by phase; SGLang's series exist only
+    with SGLANG_ENABLE_METRICS_DEVICE_TIMER=1, and a DP-attention worker's idle passes serve no token."""
+    tgi = corpus.load(corpus.RUNTIME_SCRAPES["tgi"])
+    phases = {Quantity.PREFILL_SECONDS: 0.608242, Quantity.DECODE_SECONDS: 11.53644}
+    check_counts(tmp_path, "tgi", tgi, phases)
+    timed = corpus.load(corpus.SGLANG_DEVICE_TIMER_SCRAPE)
+    decode = next(s for s in timed.family(SGLANG_FORWARD) if s.labels["category"] == "decode")
+    idle = replace(decode, labels={**decode.labels, "category": "idle"})
+    timed = replace(timed, samples=(*timed.samples, idle))
+    check_counts(tmp_path, "sglang", timed, expected_figures(timed))
+    untimed = corpus.load(corpus.RUNTIME_SCRAPES["sglang"])
+    check_counts(tmp_path, "sglang", untimed, {Quantity.PREFILL_SECONDS: None, Quantity.DECODE_SECONDS: None})
+
+
+def test_vllm_per_request_phase_times_are_not_read_as_gpu_time() -> None:
+    """vLLM's request_prefill/decode_time_seconds are wall clock per request: under batching every running
+    request's decode time counts the same GPU step (here 0.51 s of prefill against 26.9 s of decode for 17
+    requests whose computed prompt tokens outweigh the output's), so the split is left to the tokens."""
+    scrape = corpus.load(corpus.RUNTIME_SCRAPES["vllm"])
+    assert scrape.family("vllm:request_prefill_time_seconds_sum")
+    assert not RUNTIMES["vllm"].supports(Quantity.PREFILL_SECONDS)
+    assert not RUNTIMES["vllm"].supports(Quantity.DECODE_SECONDS)
 
 
 def test_sglang_aborts_in_the_queue_never_make_delivered_negative(tmp_path: Path) -> None:

@@ -49,7 +49,8 @@ _NAME_REGEX = re.compile(r'__name__=~"([^"]*)"')
 def families(runtime: str) -> dict[str, str]:
     """Series family -> type as upstream exports it: the runtime's corpus scrape and the shared exporters'."""
     known: dict[str, str] = {}
-    for name in (corpus.RUNTIME_SCRAPES[runtime], corpus.DCGM_SCRAPE, corpus.KUBE_STATE_SCRAPE):
+    scrapes = (corpus.RUNTIME_SCRAPES[runtime], *corpus.RUNTIME_VARIANTS.get(runtime, ()))
+    for name in (*scrapes, corpus.DCGM_SCRAPE, corpus.KUBE_STATE_SCRAPE):
         known.update(corpus.load(name).families)
     known.update(OLDER_OR_OPTIONAL)
     return known
@@ -124,12 +125,6 @@ VLLM_1H = {
     Quantity.INPUT_TOKENS: 'sum by (namespace, pod) (increase(vllm:prompt_tokens_total{namespace="ml"}[1h]))',
     Quantity.OUTPUT_TOKENS: (
         'sum by (namespace, pod) (increase(vllm:generation_tokens_total{namespace="ml"}[1h]))'
-    ),
-    Quantity.PREFILL_SECONDS: (
-        'sum by (namespace, pod) (increase(vllm:request_prefill_time_seconds_sum{namespace="ml"}[1h]))'
-    ),
-    Quantity.DECODE_SECONDS: (
-        'sum by (namespace, pod) (increase(vllm:request_decode_time_seconds_sum{namespace="ml"}[1h]))'
     ),
     Quantity.LATENCY_E2E: (
         'sum by (namespace, pod, le) (rate(vllm:e2e_request_latency_seconds_bucket{namespace="ml"}[1h]))'
@@ -532,8 +527,6 @@ def test_vllm_window_measures_what_the_series_say(tmp_path: Path) -> None:
         (f"vllm:prompt_tokens_cached_total{_labels(**pod_c)}", "0+10x100"),
         (f"vllm:prefix_cache_hits_total{_labels(**pod_c)}", "0+10x100"),
         (f"vllm:generation_tokens_total{_labels(**pod_a)}", "0+100x100"),
-        (f"vllm:request_prefill_time_seconds_sum{_labels(**pod_a)}", "0+0.5x100"),
-        (f"vllm:request_decode_time_seconds_sum{_labels(**pod_a)}", "0+4x100"),
         # a serves the new ITL name, b only the old one, c both (the old one must not count)
         *[
             (f"{name}_bucket{_labels(**pod, le=le)}", f"0+{15 * n * factor}x100")
@@ -614,8 +607,6 @@ def test_vllm_window_measures_what_the_series_say(tmp_path: Path) -> None:
         Quantity.INPUT_TOKENS: [(a, 6000)],
         Quantity.CACHED_INPUT_TOKENS: [(a, 4000), (b, 1000), (c, 200)],
         Quantity.OUTPUT_TOKENS: [(a, 2000)],
-        Quantity.PREFILL_SECONDS: [(a, 10)],
-        Quantity.DECODE_SECONDS: [(a, 80)],
         Quantity.LATENCY_E2E: buckets(a, 1),
         Quantity.LATENCY_ITL: [*buckets(a, 1), *buckets(b, 2), *buckets(c, 1)],
         # d existed for 195 s of the window: counted to within one 5 s step

@@ -67,9 +67,7 @@ VLLM_ANSWERS: dict[tuple[Quantity, str], list[Sample]] = {
     (Quantity.DELIVERED, "value"): [pod(A1, 90), pod(A2, 50), pod(B1, 30)],
     (Quantity.FAILED, "value"): [pod(A1, 10), pod(A2, -1e-9), pod(B1, 10)],
     (Quantity.INPUT_TOKENS, "value"): [pod(A1, 80_000), pod(A2, 40_000), pod(B1, 32_000)],
-    (Quantity.CACHED_INPUT_TOKENS, "value"): [pod(A1, 60_000), pod(A2, 0), pod(B1, 0)],
-    (Quantity.PREFILL_SECONDS, "value"): [pod(A1, 3.0), pod(A2, math.nan)],
-    (Quantity.DECODE_SECONDS, "value"): [pod(A1, 30.0), pod(A2, 15.0), pod(B1, 12.0)],
+    (Quantity.CACHED_INPUT_TOKENS, "value"): [pod(A1, 60_000), pod(A2, math.nan)],
     (Quantity.LATENCY_E2E, "buckets"): [
         *buckets(A1, [("0.5", 0.0), ("1", 0.1), ("2", 0.3), ("+Inf", 0.3)]),
         *buckets(A2, [("0.5", 0.1), ("1", 0.1), ("2", 0.1), ("+Inf", 0.1)]),
@@ -90,8 +88,6 @@ def test_per_pod_values() -> None:
         failed=10,
         input_tokens=80_000,
         cached_input_tokens=60_000,
-        prefill_seconds=3.0,
-        decode_seconds=30.0,
         gpu_seconds=300,
         replica_seconds=300,
         busy_gpu_seconds=150,
@@ -99,14 +95,14 @@ def test_per_pod_values() -> None:
         latency_buckets={"e2e": ((0.5, 0.0), (1.0, 0.1), (2.0, 0.3), (math.inf, 0.3))},
     )
     assert window.pods[A2].failed == 0.0  # extrapolation noise below zero
-    assert window.pods[A2].prefill_seconds is None  # NaN is no value
+    assert window.pods[A2].cached_input_tokens is None  # NaN is no value
     assert window.pods[("ml", "idle")].replica_seconds == 300
     assert ("ml", "") not in window.pods  # a series without a pod label belongs to no pod
 
 
 def test_one_query_per_quantity_all_at_the_same_instant() -> None:
     stub, window = fetch(RUNTIMES["vllm"], VLLM_ANSWERS, latency=("e2e", "ttft", "itl"))
-    assert window.queries == len(stub.asked) == 17  # 16 quantities and the span Prometheus holds
+    assert window.queries == len(stub.asked) == 15  # 14 quantities and the span Prometheus holds
     assert {at for _, at in stub.asked} == {AT}
     assert window.at == AT
     assert window.window_seconds == 300 and window.step_seconds == 5
@@ -123,7 +119,8 @@ def test_missing_quantities_say_what_to_check() -> None:
         "no data for GPU energy: no DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION series in namespace ml"
     )
     assert "dcgm-exporter" in window.missing[Quantity.ENERGY_JOULES]
-    assert window.unsupported == frozenset()
+    # vLLM's per-request phase times are wall clock, not GPU time: never read.
+    assert window.unsupported == {Quantity.PREFILL_SECONDS, Quantity.DECODE_SECONDS}
 
 
 def test_quantities_missing_for_one_cause_share_its_sentence() -> None:
@@ -143,7 +140,7 @@ def test_groups_of_pods_add_up() -> None:
     _, window = fetch(RUNTIMES["vllm"], VLLM_ANSWERS)
     revision_a = window.total([A1, A2, A2])
     assert (revision_a.finished, revision_a.delivered, revision_a.failed) == (150, 140, 10)
-    assert revision_a.prefill_seconds == 3.0  # one pod had it
+    assert revision_a.cached_input_tokens == 60_000  # one pod had it
     assert revision_a.output_tokens is None  # no pod had it
     assert revision_a.gpu_seconds == 600 and revision_a.busy_gpu_seconds == 210
     # Buckets are summed before the quantile: 0.4 requests/s, p50 at rank 0.2 lies in (1, 2].

@@ -359,6 +359,18 @@ def _vllm() -> RuntimeSpec:
     )
 
 
+def _tgi_forward(method: str, seconds: Callable[[Request], float]) -> Series:
+    return Series(
+        "tgi_batch_forward_duration",
+        "histogram",
+        "Batch forward duration per method (prefill or decode)",
+        value=seconds,
+        buckets=SECONDS,
+        when=_prefilled,
+        labels=lambda r: {"method": method},
+    )
+
+
 def _tgi() -> RuntimeSpec:
     return RuntimeSpec(
         base_labels=lambda p: {},
@@ -405,6 +417,9 @@ def _tgi() -> RuntimeSpec:
                 buckets=SECONDS,
                 when=_ok,
             ),
+            # The shards' forward time per batch call, here each request's share of the GPU's work.
+            _tgi_forward("prefill", lambda r: r.prefill_gpu_seconds),
+            _tgi_forward("decode", lambda r: r.gpu_seconds - r.prefill_gpu_seconds),
             # Recorded at validation, before the request can fail, so failed requests are in it too.
             Series(
                 "tgi_request_input_length",
