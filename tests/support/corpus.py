@@ -32,6 +32,7 @@ SGLANG_DEVICE_TIMER_SCRAPE = "sglang-v0.5.23-device-timer.prom"
 RUNTIME_VARIANTS = {"sglang": (SGLANG_DEVICE_TIMER_SCRAPE,)}
 DCGM_SCRAPE = "dcgm-exporter-4.5.3-4.8.2.prom"
 DCGM_MIG_SCRAPE = "dcgm-exporter-4.5.3-4.8.2-mig.prom"
+DCGM_DRA_SCRAPE = "dcgm-exporter-4.5.3-4.8.2-dra.prom"
 KUBE_STATE_SCRAPE = "kube-state-metrics-v2.20.0.prom"
 WINDOW = "5m"  # the window whose increase equals each scraped counter value
 EVAL_TIME = "10m"

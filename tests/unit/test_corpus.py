@@ -17,7 +17,16 @@ import pytest
 
 from costslo.exposition import render
 from costslo.metrics.queries import plan_window
-from costslo.runtimes import RUNTIMES, SGLANG_FORWARD, LabelConfig, Quantity, RuntimePreset, preset_for
+from costslo.runtimes import (
+    GPU_ENERGY_MILLIJOULES,
+    RUNTIMES,
+    SGLANG_FORWARD,
+    GpuLabelMode,
+    LabelConfig,
+    Quantity,
+    RuntimePreset,
+    preset_for,
+)
 from costslo.simulator.exporters import Load, RuntimeExporter
 from costslo.simulator.serving import RequestSampler
 from tests.support import corpus
@@ -367,6 +376,68 @@ def test_kube_state_metrics_gpus_whole_mig_and_shared(
             cases(plan[Quantity.CURRENT_GPUS].promql, expected),
             cases(plan[Quantity.GPU_SECONDS].promql, [(p, g * WINDOW_SECONDS) for p, g in expected]),
         ],
+        eval_time=corpus.EVAL_TIME,
+    )
+
+
+@pytest.mark.parametrize(
+    ("gpu_labels", "honor_labels"),
+    [("auto", False), ("auto", True), ("exported", False)],
+    ids=["exported-labels", "honor-labels", "exported-mode"],
+)
+def test_gpus_allocated_through_dra_are_found_in_dcgm_exporter_s_series(
+    tmp_path: Path, gpu_labels: GpuLabelMode, honor_labels: bool
+) -> None:
+    """A GPU claimed through DRA has no resource request, so kube-state-metrics cannot see it: dcgm-exporter
+    (--kubernetes-enable-dra) labels the device's series with the pod. Two pods sharing one claim get a copy
+    each and half the GPU; pods with a request are read from kube-state-metrics alone."""
+    ksm, dra = corpus.load(corpus.KUBE_STATE_SCRAPE), corpus.load(corpus.DCGM_DRA_SCRAPE)
+    assert not [
+        s
+        for s in ksm.family("kube_pod_container_resource_requests")
+        if s.labels["pod"] == "dra-a" and "gpu" in s.labels["resource"]
+    ]
+    ksm_target = {"namespace": "monitoring", "pod": "kube-state-metrics-0", "container": "kube-state-metrics"}
+    labels = LabelConfig.from_modes(gpu=gpu_labels, gpu_resource_overrides={"nvidia.com/gpu.shared": 0.5})
+    plan = {q.quantity: q for q in plan_window(RUNTIMES["vllm"], labels, WINDOW_SECONDS, ML)}
+    # kube-state-metrics' scrape expects dra-a's GPU too, though it cannot show it: the DRA scrape does.
+    gpus = {who: figures["gpus"] for who, figures in (*ksm.expect.items(), *dra.expect.items())}
+    expected = [(pod(*who.split("/")), g) for who, g in gpus.items()]
+    assert (pod("ml", "dra-a"), 1.0) in expected and (pod("ml", "batch-b"), 0.5) in expected
+    series = corpus.as_series([(ksm, ksm_target)], honor_labels=True)
+    series += corpus.as_series([(dra, EXPORTER_TARGET)], honor_labels=honor_labels)
+    evaluate(
+        tmp_path,
+        series,
+        [
+            cases(plan[Quantity.CURRENT_GPUS].promql, expected),
+            cases(plan[Quantity.GPU_SECONDS].promql, [(p, g * WINDOW_SECONDS) for p, g in expected]),
+            # Busy time keeps dcgm-exporter's labels (exported_* in the exported mode): same figures.
+            *(
+                [cases(plan[Quantity.BUSY_GPU_SECONDS].promql, busy_seconds(dra))]
+                if gpu_labels == "auto"
+                else []
+            ),
+        ],
+        eval_time=corpus.EVAL_TIME,
+    )
+
+
+def test_a_gpu_shared_through_one_dra_claim_splits_its_energy(tmp_path: Path) -> None:
+    """Each pod's copy of a shared DRA device carries the whole GPU's energy: each pod is charged half."""
+    scrape = corpus.load(corpus.DCGM_DRA_SCRAPE)
+    energy = {s.labels["pod"]: s.value for s in scrape.family(GPU_ENERGY_MILLIJOULES) if "pod" in s.labels}
+    assert energy["batch-a"] == energy["batch-b"]
+    [query] = [
+        q
+        for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML)
+        if q.quantity is Quantity.ENERGY_JOULES
+    ]
+    expected = [(pod("ml", p), energy[p] / 1000 / (2 if p.startswith("batch") else 1)) for p in energy]
+    evaluate(
+        tmp_path,
+        corpus.as_series([(scrape, EXPORTER_TARGET)]),
+        [cases(query.promql, expected)],
         eval_time=corpus.EVAL_TIME,
     )
 

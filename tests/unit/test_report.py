@@ -75,7 +75,7 @@ def serving_rules(gpu_series: bool = True) -> list[tuple[tuple[str, ...], list[S
             [pod(p, rate, le=le) for p in PODS for le, rate in (("1", 0.5), ("5", 1.5), ("+Inf", 1.6))],
         ),
         (("kube_pod_info",), [pod(p, 3600.0) for p in PODS]),
-        (("DCGM_FI_PROF_GR_ENGINE_ACTIVE",), [pod(p, 1800.0) for p in PODS]),
+        (("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "vgpu"), [pod(p, 1800.0) for p in PODS]),  # busy, not DRA GPUs
         # Energy and the GPU count at the window's end are deliberately absent: the report uses neither.
     ]
     if gpu_series:

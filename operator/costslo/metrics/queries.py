@@ -30,10 +30,12 @@ from costslo.metrics.promql import (
 )
 from costslo.runtimes import (
     COUNTER_QUANTITIES,
+    DRA_DRIVER_LABEL,
     FINISHED_POD_PHASES,
     GPU_BUSY_RATIO,
     GPU_BUSY_SIGNALS,
     GPU_ENERGY_MILLIJOULES,
+    GPU_HELD,
     GPU_RESOURCE,
     GPU_UTIL_PERCENT,
     LATENCY_QUANTITY,
@@ -242,7 +244,8 @@ def _finished_pods(ctx: _Context) -> str:
 
 def _allocated_gpus(ctx: _Context) -> str:
     """GPUs requested by each scheduled, unfinished pod (deduplicated across kube-state-metrics replicas),
-    a MIG slice or a time-sliced replica counted as its share of a GPU."""
+    a MIG slice or a time-sliced replica counted as its share of a GPU; for a pod without a GPU request, the
+    GPUs allocated to it through DRA."""
     k = ctx.labels.kube_state
     scope = namespace_matcher(k.namespace, ctx.namespaces)
     branches = []
@@ -251,7 +254,29 @@ def _allocated_gpus(ctx: _Context) -> str:
         branch = f"max by ({_by(k, 'container', 'resource')}) ({requests})"
         branches.append(branch if resource.gpus == 1 else f"{branch} * {number(resource.gpus)}")
     # The resources never overlap, and each branch keeps `resource`: `or` only joins them.
-    return f"sum by ({_by(k)}) ({' or '.join(branches)}) unless on ({_by(k)}) {_finished_pods(ctx)}"
+    requested = f"sum by ({_by(k)}) ({' or '.join(branches)}) unless on ({_by(k)}) {_finished_pods(ctx)}"
+    return f"{requested} or on ({_by(k)}) {_dra_gpus(ctx)}"
+
+
+def _dra_gpus(ctx: _Context) -> str:
+    """GPUs allocated through DRA per pod, from the devices dcgm-exporter maps to it. A device several pods
+    share through one claim carries a copy per pod and container: each copy is an even part of it. A MIG
+    instance keeps its profile, weighed when read as its busy time is."""
+    held = f"{Matcher.one_of('__name__', GPU_HELD)},{Matcher.present(DRA_DRIVER_LABEL)}"
+    # One per copy, whichever of the families it has: `group without ()` keeps every label but the name.
+    copies = f"count by ({_DEVICE_LABELS}) (group without () ({{{held}}}))"
+
+    def render(m: str) -> str:
+        return f"group without () ({{{m},{held}}}) / on ({_DEVICE_LABELS}) group_left {copies}"
+
+    g, k = ctx.labels.gpu_output, ctx.labels.kube_state
+    text = f"sum by ({_by(g, MIG_PROFILE_LABEL)}) ({_gpu_series(render, ctx)})"
+    if g != k:
+        # Onto kube-state-metrics' label names, so that `or` matches a pod in both.
+        for source, target in ((g.namespace, k.namespace), (g.pod, k.pod)):
+            text = f'label_replace({text}, {quote(target)}, "$1", {quote(source)}, "(.*)")'
+        text = f"sum by ({_by(k, MIG_PROFILE_LABEL)}) ({text})"
+    return f"({text})"
 
 
 def _running_pods(ctx: _Context) -> str:
@@ -266,10 +291,14 @@ _DEVICE_LABELS = "gpu, UUID, uuid, GPU_I_ID, Hostname, hostname"
 
 
 def _split_copies(name: str, m: str, read: Callable[[str], str]) -> str:
-    """`read` of a DCGM family per device, each pod's copy of a time-sliced GPU (`vgpu`) an even part."""
-    copies = f'count by ({_DEVICE_LABELS}) ({name}{{vgpu!=""}})'
-    whole, shared = read(f'{name}{{{m},vgpu=""}}'), read(f'{name}{{{m},vgpu!=""}}')
-    return f"{whole} or {shared} / on ({_DEVICE_LABELS}) group_left {copies}"
+    """`read` of a DCGM family per device, each pod's copy of a time-sliced GPU (`vgpu`) or of a GPU
+    allocated through DRA (several pods may share one claim) an even part."""
+    text = read(f'{name}{{{m},vgpu="",{DRA_DRIVER_LABEL}=""}}')
+    for marker in ("vgpu", DRA_DRIVER_LABEL):
+        copy = Matcher.present(marker)
+        copies = f"count by ({_DEVICE_LABELS}) ({selector(name, [copy])})"
+        text += f" or {read(f'{name}{{{m},{copy}}}')} / on ({_DEVICE_LABELS}) group_left {copies}"
+    return text
 
 
 def _busy_gpus(ctx: _Context) -> str:
@@ -282,7 +311,8 @@ def _busy_gpus(ctx: _Context) -> str:
         text = _split_copies(busy, m, lambda sel: sel)
         if busy != GPU_BUSY_RATIO:
             return text
-        return f"{text} or ({GPU_UTIL_PERCENT}{{{m}}} / 100 unless on ({_DEVICE_LABELS}) {busy}{{{m}}})"
+        util = _split_copies(GPU_UTIL_PERCENT, m, lambda sel: f"{sel} / 100")
+        return f"{text} or (({util}) unless on ({_DEVICE_LABELS}) {busy}{{{m}}})"
 
     return f"sum by ({_by(ctx.labels.gpu_output, MIG_PROFILE_LABEL)}) ({_gpu_series(render, ctx)})"
 
@@ -372,10 +402,14 @@ def plan_window(
                     le_unit_divisor=divisor,
                 )
             )
-    requests_series = (f'{POD_RESOURCE_REQUESTS}{{resource=~"{GPU_RESOURCE}|nvidia_com_mig_.*"}}',)
+    requests_series = (
+        f'{POD_RESOURCE_REQUESTS}{{resource=~"{GPU_RESOURCE}|nvidia_com_mig_.*"}}',
+        *(f'{name}{{{DRA_DRIVER_LABEL}!=""}}' for name in GPU_HELD),
+    )
     gpus_hint = (
         f"{kube_hint}; a GPU resource other than nvidia.com/gpu or a MIG slice needs "
-        "--gpu-resource NAME=GPUS (Helm prometheus.gpuResources)"
+        "--gpu-resource NAME=GPUS (Helm prometheus.gpuResources); GPUs allocated through DRA need "
+        "dcgm-exporter with --kubernetes-enable-dra"
     )
     plan += [
         WindowQuery(
@@ -385,6 +419,7 @@ def plan_window(
             kube,
             requests_series,
             gpus_hint,
+            weight_label=MIG_PROFILE_LABEL,
         ),
         WindowQuery(
             Quantity.REPLICA_SECONDS,
@@ -420,6 +455,7 @@ def plan_window(
             requests_series,
             gpus_hint,
             instant=True,
+            weight_label=MIG_PROFILE_LABEL,
         ),
     ]
     return tuple(plan)
