@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 import structlog
@@ -181,7 +182,7 @@ class Evaluator:
             )
             latency = samples.latency(policy_metric(spec), policy.latency_quantile)
             # Said of the target's own pods, in words that name no other namespace of the shared fetch.
-            missing = tuple(s for q, s in window.absent_for_pods.items() if gap(q, samples, prices))
+            missing = window.gaps(target.pods, partial(gap, samples=samples, prices=prices))
             # The window's sentences say what to check; the cost model's short "no data for ..." twins
             # would only repeat them.
             too_little = _too_little_history(window, seconds)

@@ -8,7 +8,7 @@ number of workloads.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -16,13 +16,22 @@ from typing import Any
 from costslo import economics, views
 from costslo.economics import CostBreakdown, Prices, Projection
 from costslo.metrics.promql import duration, namespace_matcher
-from costslo.metrics.window import Latency, Querier, Samples, WindowSamples, fetch_window, merge_missing
+from costslo.metrics.window import (
+    Latency,
+    PodKey,
+    Querier,
+    Samples,
+    WindowSamples,
+    fetch_window,
+    merge_missing,
+)
 from costslo.pricing import GpuPrice, PriceCatalog, PricingError, gpu_price, weighted_gpu_price
 from costslo.runtimes import (
     LATENCY_QUANTITY,
     RUNTIMES,
     LabelConfig,
     LatencyMetric,
+    Quantity,
     RuntimePreset,
     has_model_label,
     with_models,
@@ -149,14 +158,16 @@ def _cost(samples: Samples, window: float, prices: Prices) -> CostBreakdown:
 
 
 def _missing_for(
-    samples: Samples, window: WindowSamples, latency_metric: LatencyMetric, prices: Prices
+    pods: Sequence[PodKey],
+    samples: Samples,
+    window: WindowSamples,
+    latency_metric: LatencyMetric,
+    prices: Prices,
 ) -> list[str]:
-    reasons = []
-    for q, for_pods in window.absent_for_pods.items():
-        if gap(q, samples, prices) or (q == LATENCY_QUANTITY[latency_metric] and q in window.missing):
-            # The scope-wide sentence where nothing in scope had it, else the one about these pods.
-            reasons.append(window.missing.get(q, for_pods))
-    return reasons
+    def needed(q: Quantity) -> bool:
+        return gap(q, samples, prices) or (q == LATENCY_QUANTITY[latency_metric] and q in window.missing)
+
+    return list(window.gaps(pods, needed, scope_wide=True))
 
 
 def build(client: Querier, opts: ReportOptions) -> Report:
@@ -208,7 +219,7 @@ def build(client: Querier, opts: ReportOptions) -> Report:
         except PricingError as exc:
             price, priced = None, [str(exc)]
         prices = _with_gpu_price(opts.prices, price)
-        missing = [*_missing_for(samples, window, opts.latency_metric, prices), *priced]
+        missing = [*_missing_for(workload.pods, samples, window, opts.latency_metric, prices), *priced]
         cost = _cost(samples, window.covered_seconds, prices)
         latency = samples.latency(opts.latency_metric, opts.quantile)
         if latency is None and not any(m.startswith("no data for") and "latency" in m for m in missing):

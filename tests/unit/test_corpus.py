@@ -192,12 +192,27 @@ def test_tgi_failures_are_zero_before_the_first_one(tmp_path: Path) -> None:
     check_counts(tmp_path, "tgi", scrape, {Quantity.FINISHED: 17, Quantity.FAILED: 0})
 
 
+def check_left_out(tmp_path: Path, scrape: Scrape, models: int) -> None:
+    """Unnamed, a pod serving several models has no request count, and the delivered answer marks it."""
+    plan = {q.quantity: q for q in plan_window(RUNTIMES["triton"], LabelConfig(), WINDOW_SECONDS, ML)}
+    marked = POD.replace("}", ',costslo_several_models="true"}')
+    evaluate(
+        tmp_path,
+        corpus.as_series([(scrape, TARGET)]),
+        [
+            cases(plan[Quantity.FINISHED].promql, []),
+            cases(plan[Quantity.DELIVERED].promql, [(marked, models)]),
+        ],
+        eval_time=corpus.EVAL_TIME,
+    )
+
+
 def test_triton_ensemble_steps_never_multiply_the_requests(tmp_path: Path) -> None:
     """Every model of an ensemble counts each request it runs: 74 successes for 20 requests. Unnamed, the
     pod is not measured (the gap is named); naming the model clients call counts each request once."""
     scrape = corpus.load(corpus.RUNTIME_SCRAPES["triton"])
     assert sum(s.value for s in scrape.family("nv_inference_request_success")) == 74
-    check_counts(tmp_path, "triton", scrape, {Quantity.FINISHED: None, Quantity.DELIVERED: None})
+    check_left_out(tmp_path, scrape, models=4)
     truth = scrape.expect[""]
     check_counts(
         tmp_path,
@@ -497,5 +512,5 @@ def test_the_simulated_ensemble_counts_like_triton(tmp_path: Path) -> None:
     models = {s.labels["model"] for s in samples if s.name == "nv_inference_request_success"}
     assert models == {s.labels["model"] for s in reference.family("nv_inference_request_success")}
     scrape = Scrape(Path("simulated"), "", "", "", "", (), {}, families, tuple(samples))
-    check_counts(tmp_path, "triton", scrape, {Quantity.DELIVERED: None})
+    check_left_out(tmp_path, scrape, models=len(models))
     check_counts(tmp_path, preset_for("triton", models=["ensemble"]), scrape, {Quantity.DELIVERED: delivered})

@@ -228,3 +228,27 @@ def test_a_mig_instance_is_busy_for_its_share_of_the_gpu() -> None:
     labels = LabelConfig.from_modes(gpu_resource_overrides={"nvidia.com/mig-3g.40gb": 0.5})
     _, window = fetch(RUNTIMES["vllm"], answers, labels=labels)
     assert window.pods[A2].busy_gpu_seconds == pytest.approx(70 * 0.5 + 35 / 7)
+
+
+def test_a_pod_serving_several_models_leaves_its_group_without_a_request_count() -> None:
+    """Triton's guard leaves out a pod whose success counter names several models: its GPU time must not be
+    priced against the other pods' requests, so any group holding it has no request count, and says why."""
+    answers = {
+        (Quantity.FINISHED, "value"): [pod(A1, 100)],
+        (Quantity.DELIVERED, "value"): [pod(A1, 90), pod(A2, 4, costslo_several_models="true")],
+        (Quantity.GPU_SECONDS, "value"): [pod(A1, 300), pod(A2, 300)],
+    }
+    _, window = fetch(RUNTIMES["triton"], answers)
+    assert window.several_models == {A2: 4}
+    assert A2 not in window.pods or window.pods[A2].delivered is None
+    alone = window.total([A1])
+    assert (alone.finished, alone.delivered) == (100, 90)
+    both = window.total([A1, A2])
+    assert (both.finished, both.delivered, both.failed) == (None, None, None)
+    assert both.gpu_seconds == 600
+    gaps = window.gaps([A1, A2], lambda q: getattr(both, q.value, None) is None)
+    assert gaps[0].startswith("no data for requests: pod chat-a-2 served several models; ")
+    assert "spec.serving.models" in gaps[0]
+    # The generic "no series" sentences of the request counts would be wrong here: not repeated.
+    assert not any(g.startswith(("no data for finished", "no data for delivered")) for g in gaps)
+    assert window.gaps([A1], lambda q: False) == ()

@@ -48,6 +48,7 @@ from costslo.runtimes import (
     CounterDifference,
     CounterExpr,
     CounterFallback,
+    CounterSum,
     CustomHistogramLatency,
     CustomQuery,
     HistogramLatency,
@@ -61,6 +62,11 @@ from costslo.runtimes import (
 )
 
 QueryPart = Literal["value", "buckets", "mean_total", "mean_count"]
+
+# Marks the pods the delivered-requests answer leaves out because each serves several models (the value is
+# how many): the reader tells "not counted" from "no series", and never prices such a pod's GPU time against
+# the other pods' requests.
+SEVERAL_MODELS_LABEL = "costslo_several_models"
 
 MIN_STEP_SECONDS = 5.0
 DEFAULT_LATENCY_METRICS: tuple[LatencyMetric, ...] = ("e2e",)
@@ -160,6 +166,16 @@ def _several_models(model: ModelScope, scope: Matcher, ctx: _Context) -> str:
     assert model.one_per_pod is not None
     series = f"last_over_time({selector(model.one_per_pod, [scope])}[{ctx.window}])"
     return f"(count by ({_by(g)}) (count by ({_by(g, model.label)}) ({series})) > 1)"
+
+
+def _with_left_out_pods(text: str, expr: CounterExpr, ctx: _Context) -> str:
+    """`text`, plus one series marked SEVERAL_MODELS_LABEL per pod the several-models guard leaves out."""
+    model = expr.model if isinstance(expr, CounterSum) else None
+    if model is None or not model.one_per_pod or model.models:
+        return text
+    scope = namespace_matcher(ctx.labels.runtime.namespace, ctx.namespaces)
+    left_out = _several_models(model, scope, ctx)
+    return f'({text} or label_replace({left_out}, "{SEVERAL_MODELS_LABEL}", "true", "", ""))'
 
 
 def _counter_series(expr: CounterExpr) -> tuple[str, ...]:
@@ -370,6 +386,8 @@ def plan_window(
         expr = preset.counters.get(quantity)
         if expr is not None:
             text, _ = _counter(expr, ctx)
+            if quantity is Quantity.DELIVERED:
+                text = _with_left_out_pods(text, expr, ctx)
             plan.append(WindowQuery(quantity, "value", text, runtime, _counter_series(expr), runtime_hint))
     for metric in dict.fromkeys(latency_metrics):
         quantity = LATENCY_QUANTITY[metric]

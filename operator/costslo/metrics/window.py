@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from costslo.api import duration_text
@@ -19,6 +19,7 @@ from costslo.metrics.prometheus import Sample
 from costslo.metrics.promql import duration
 from costslo.metrics.queries import (
     DEFAULT_LATENCY_METRICS,
+    SEVERAL_MODELS_LABEL,
     WindowQuery,
     coverage_query,
     default_step,
@@ -178,6 +179,9 @@ class WindowSamples:
     # Per quantity asked, what a group of pods without a value lacks, in words that name no namespace (a
     # fetch serves several tenants): "no data for delivered requests: no X series for its pods ...".
     absent_for_pods: Mapping[Quantity, str] = field(default_factory=dict)
+    # Pods whose requests are not counted because each serves several models (how many), and what to do.
+    several_models: Mapping[PodKey, float] = field(default_factory=dict)
+    several_models_hint: str = ""
 
     @property
     def partial(self) -> bool:
@@ -191,8 +195,42 @@ class WindowSamples:
         return f"over the last {duration_text(self.covered_seconds)}: Prometheus holds no older data"
 
     def total(self, pods: Iterable[PodKey]) -> Samples:
-        """The sum over the given pods (a target or one revision); pods without samples add nothing."""
-        return total(self.pods[p] for p in dict.fromkeys(pods) if p in self.pods)
+        """The sum over the given pods (a target or one revision); pods without samples add nothing.
+
+        Where a pod's requests were not counted (it serves several models), the group's request counts are
+        unknown: its GPU time would otherwise be priced against the other pods' requests alone.
+        """
+        group = list(dict.fromkeys(pods))
+        summed = total(self.pods[p] for p in group if p in self.pods)
+        if any(p in self.several_models for p in group):
+            summed = replace(summed, finished=None, delivered=None, failed=None)
+        return summed
+
+    def gaps(
+        self, pods: Iterable[PodKey], needed: Callable[[Quantity], bool], scope_wide: bool = False
+    ) -> tuple[str, ...]:
+        """What a group of pods lacks, of the quantities `needed` says a figure needs, in sentences that name
+        only these pods: "for its pods", or with `scope_wide` the fetch's own sentence where nothing in its
+        scope had the quantity (a report over namespaces its reader may see)."""
+        group = list(pods)
+        left_out = self.left_out(group)
+        said = [left_out] if left_out else []
+        for q, for_pods in self.absent_for_pods.items():
+            if (left_out and q in REQUEST_QUANTITIES) or not needed(q):
+                continue
+            said.append(self.missing.get(q, for_pods) if scope_wide else for_pods)
+        return tuple(said)
+
+    def left_out(self, pods: Iterable[PodKey]) -> str | None:
+        """Why the requests of these pods are not counted, where some serve several models."""
+        left = sorted({p[1] for p in pods if p in self.several_models})
+        if not left:
+            return None
+        names = f"pod {left[0]}" if len(left) == 1 else f"pods {', '.join(left)}"
+        return f"no data for requests: {names} served several models; {self.several_models_hint}"
+
+
+REQUEST_QUANTITIES = (Quantity.FINISHED, Quantity.DELIVERED, Quantity.FAILED)
 
 
 def _scope(namespaces: Collection[str] | None) -> str:
@@ -270,6 +308,7 @@ def fetch_window(
     buckets: dict[LatencyMetric, dict[PodKey, dict[float, float]]] = {}
     mean_parts: dict[tuple[LatencyMetric, str], dict[PodKey, float]] = {}
     missing: dict[Quantity, str] = {}
+    several: dict[PodKey, float] = {}
     metric_of = {q: m for m, q in LATENCY_QUANTITY.items()}
     for query in plan:
         answer = client.query(query.promql, end)
@@ -282,7 +321,9 @@ def fetch_window(
                 continue
             # Extrapolated increases can dip just below zero; none of these quantities can be negative.
             value = max(0.0, sample.value)
-            if query.part == "value":
+            if SEVERAL_MODELS_LABEL in sample.labels:
+                several[key] = value
+            elif query.part == "value":
                 pod_values = scalars.setdefault(query.quantity, {})
                 if query.weight_label is None:
                     pod_values[key] = value
@@ -338,6 +379,8 @@ def fetch_window(
         latency_kinds=kinds,
         missing=missing,
         absent_for_pods={q.quantity: _absent_reason(q, "for its pods", window_seconds) for q in plan},
+        several_models=several,
+        several_models_hint=preset.hint,
         unsupported=frozenset(q for q in asked if not preset.supports(q)),
         queries=len(plan) + 1,
         covered_seconds=covered,
