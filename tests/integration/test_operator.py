@@ -22,7 +22,7 @@ from kubernetes import client
 from tests.support.costslos import costslo
 from tests.support.lab import REPO, Lab, deployment_available, wait_for
 from tests.support.operator import OperatorProcess
-from tests.support.workloads import inference_deployment
+from tests.support.workloads import DEPLOYMENTS, inference_deployment
 
 GROUP, VERSION, PLURAL = "costslo.dev", "v1alpha1", "costslos"
 OFFERED_RPS = 10.0
@@ -101,6 +101,37 @@ def judged(lab: Lab, operator: OperatorProcess) -> Iterator[str]:
         yield ns
 
 
+def live_and_true_cost(
+    lab: Lab, ns: str, name: str, http_port: int, window: float = 60, gpu_hourly: float = 3.0
+) -> tuple[dict[str, Any], float]:
+    """The CostSLO's live verdict, and the true cost per request of the short window it measured: the
+    simulator's exact GPU-seconds and delivered requests, sampled every second and interpolated at both ends
+    of that very window."""
+    samples: list[tuple[float, float, float]] = []
+
+    def sample() -> None:
+        pods = [p for p in lab.truth()["pods"] if p["namespace"] == ns]
+        gpu_seconds = sum(p["provisionedGpuSeconds"] for p in pods)
+        samples.append((time.time(), gpu_seconds, sum(p["requests"]["delivered"] for p in pods)))
+
+    def at(t: float, i: int) -> float:
+        for (t0, *v0), (t1, *v1) in itertools.pairwise(samples):
+            if t0 <= t <= t1:
+                return v0[i] + (v1[i] - v0[i]) * (t - t0) / (t1 - t0)
+        raise AssertionError(f"no truth samples around {t}")
+
+    started = time.time()
+    while time.time() - started < window + 15:
+        sample()
+        time.sleep(1)
+    live = requests.get(f"http://127.0.0.1:{http_port}/verdict/{ns}/{name}", timeout=10).json()
+    sample()  # after the verdict was read, so the samples bracket its evaluation time
+    end = datetime.fromisoformat(live["lastEvaluationTime"].replace("Z", "+00:00")).timestamp()
+    assert end - window >= started, "the live verdict is older than the truth samples"
+    gpu_seconds, delivered = at(end, 0) - at(end - window, 0), at(end, 1) - at(end - window, 1)
+    return live, gpu_seconds * gpu_hourly / 3600 / delivered
+
+
 def test_status_shows_live_cost_and_the_phase_it_calls_for(lab: Lab, judged: str, http_port: int) -> None:
     generous, stingy = status_of(lab, judged, "generous"), status_of(lab, judged, "stingy")
     assert generous["phase"] == "Met" and stingy["phase"] == "Breached"
@@ -112,30 +143,7 @@ def test_status_shows_live_cost_and_the_phase_it_calls_for(lab: Lab, judged: str
         return current if current.get("gpus") == pytest.approx(2, rel=0.02) else None
 
     wait_for("the short window to lie wholly in steady serving", window_full, timeout=150, interval=3)
-    # The simulator's exact GPU-seconds and delivered requests, sampled every second and interpolated at
-    # both ends of the window the operator measured: the truth of that very window.
-    samples: list[tuple[float, float, float]] = []
-
-    def sample() -> None:
-        pods = [p for p in lab.truth()["pods"] if p["namespace"] == judged]
-        gpu_seconds = sum(p["provisionedGpuSeconds"] for p in pods)
-        samples.append((time.time(), gpu_seconds, sum(p["requests"]["delivered"] for p in pods)))
-
-    def at(t: float, i: int) -> float:
-        for (t0, *v0), (t1, *v1) in itertools.pairwise(samples):
-            if t0 <= t <= t1:
-                return v0[i] + (v1[i] - v0[i]) * (t - t0) / (t1 - t0)
-        raise AssertionError(f"no truth samples around {t}")
-
-    started = time.time()
-    while time.time() - started < 75:
-        sample()
-        time.sleep(1)
-    live = requests.get(f"http://127.0.0.1:{http_port}/verdict/{judged}/generous", timeout=10).json()
-    sample()  # after the verdict was read, so the samples bracket its evaluation time
-    end = datetime.fromisoformat(live["lastEvaluationTime"].replace("Z", "+00:00")).timestamp()
-    assert end - 60 >= started, "the live verdict is older than the truth samples"
-    true_cost = (at(end, 0) - at(end - 60, 0)) * 3.0 / 3600 / (at(end, 1) - at(end - 60, 1))
+    live, true_cost = live_and_true_cost(lab, judged, "generous", http_port)
     assert float(live["costPerRequest"]) == pytest.approx(true_cost, rel=0.01)
     # Status is rewritten when money moves by more than 5%, so what it holds is within that of the truth.
     current = window_full()
@@ -273,3 +281,34 @@ def test_operator_metrics(judged: str, http_port: int) -> None:
     assert samples[("costslo_prometheus_queries_total", ())] > 0
     assert samples[("costslo_status_writes_total", ())] >= 3
     assert samples[("costslo_evaluation_duration_seconds_count", ())] >= 1
+
+
+def test_an_ensemble_named_by_its_model_and_a_mig_slice_are_costed_live(
+    lab: Lab, operator: OperatorProcess, http_port: int
+) -> None:
+    """Through the operator, not only the report: a Triton ensemble whose four models each count every
+    request, read for the model clients call (spec.serving.models), and a pod holding a 3g.40gb MIG slice,
+    priced as 3/7 of the GPU. Each CostSLO's live cost per request is within 1% of the simulator's truth."""
+    gpus = {"ensemble": 1.0, "mig": 3 / 7}
+    serving = {"ensemble": {"serving": {"runtime": "triton", "models": ["ensemble"]}}, "mig": {}}
+    with lab.namespaces(*gpus, prefix="live-") as namespaces:
+        api = client.CustomObjectsApi(lab.api)
+        for key, ns in namespaces.items():
+            deployment = DEPLOYMENTS[key]()
+            lab.apps.create_namespaced_deployment(ns, deployment)
+            body = slo(key, deployment["metadata"]["name"], "0.01", **serving[key])
+            api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+
+        def steady(key: str) -> bool:
+            current = status_of(lab, namespaces[key], key).get("current") or {}
+            return current.get("gpus") == pytest.approx(gpus[key], rel=0.02)
+
+        # The short window wholly in steady serving: the pods' loading time has left it.
+        wait_for(
+            "both short windows in steady serving", lambda: all(map(steady, gpus)), timeout=240, interval=3
+        )
+        for key, ns in namespaces.items():
+            status = status_of(lab, ns, key)
+            assert status["phase"] == "Met" and not status.get("missing"), status
+            live, true_cost = live_and_true_cost(lab, ns, key, http_port)
+            assert float(live["costPerRequest"]) == pytest.approx(true_cost, rel=0.01), key

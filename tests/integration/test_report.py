@@ -15,7 +15,7 @@ import requests
 
 from costslo.simulator.exporters import SECONDS, VLLM_REQUEST_SECONDS
 from tests.support.lab import REPO, Lab, deployment_available, wait_for
-from tests.support.workloads import inference_deployment
+from tests.support.workloads import DEPLOYMENTS, inference_deployment
 
 WINDOW = 120
 GPU_HOURLY = 3.0
@@ -40,50 +40,6 @@ def run_report(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def served_by(
-    runtime: str, name: str, replicas: int, offered_rps: float, overrides: str, **kwargs: Any
-) -> dict[str, Any]:
-    d = inference_deployment(name, replicas=replicas, offered_rps=offered_rps, **kwargs)
-    annotations = d["spec"]["template"]["metadata"]["annotations"]
-    annotations["simulator.costslo.dev/runtime"] = runtime
-    annotations["simulator.costslo.dev/profile-overrides"] = overrides
-    return d
-
-
-def on_l4(d: dict[str, Any]) -> dict[str, Any]:
-    d["spec"]["template"]["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": "NVIDIA-L4"}
-    return d
-
-
-def holding(resource: str, d: dict[str, Any]) -> dict[str, Any]:
-    """The Deployment asking for one unit of another GPU resource (a MIG slice, a time-sliced replica)."""
-    res = d["spec"]["template"]["spec"]["containers"][0]["resources"]
-    for part in ("limits", "requests"):
-        res[part].pop("nvidia.com/gpu")
-        res[part][resource] = "1"
-    return d
-
-
-# Each runtime with failures the way its exporter shows them: vLLM's aborts only in the API server's HTTP
-# count, SGLang's queued aborts outside num_requests_total, TGI's request count inflated by its chat route,
-# a Triton ensemble whose four models each count every request (read for the model clients call).
-DEPLOYMENTS = {
-    "vllm": lambda: served_by("vllm", "chat", 2, 16.0, '{"failureRate": 0.03}'),
-    "tgi": lambda: on_l4(
-        served_by("tgi", "embedder", 2, 5.0, '{"failureRate": 0.03}', profile="mistral-7b-l4")
-    ),
-    "sglang": lambda: served_by("sglang", "server", 1, 8.0, '{"failureRate": 0.05}'),
-    "triton": lambda: served_by("triton", "server", 1, 8.0, '{"failureRate": 0.05}'),
-    "ensemble": lambda: served_by("triton", "server", 1, 8.0, '{"failureRate": 0.05, "ensemble": true}'),
-    # 3/7 of an H100, and two replicas sharing one L4 time-sliced two ways.
-    "mig": lambda: holding(
-        "nvidia.com/mig-3g.40gb", served_by("vllm", "server", 1, 6.0, '{"failureRate": 0.03}')
-    ),
-    "shared": lambda: holding(
-        "nvidia.com/gpu.shared",
-        served_by("vllm", "server", 2, 2.0, '{"failureRate": 0.03}', profile="mistral-7b-l4"),
-    ),
-}
 MODELS = {"ensemble": ("--runtime", "triton", "--model", "ensemble")}
 GPU_RESOURCES = {"shared": ("nvidia.com/gpu.shared=0.5",)}
 RUNTIME_OF = {"ensemble": "triton", "mig": "vllm", "shared": "vllm"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 PROFILE = "simulator.costslo.dev/profile"
@@ -61,3 +62,49 @@ def inference_rollout(name: str, steps: list[dict[str, Any]], **options: Any) ->
     rollout["apiVersion"], rollout["kind"] = "argoproj.io/v1alpha1", "Rollout"
     rollout["spec"]["strategy"] = {"canary": {"steps": steps}}
     return rollout
+
+
+def served_by(
+    runtime: str, name: str, replicas: int, offered_rps: float, overrides: str, **kwargs: Any
+) -> dict[str, Any]:
+    d = inference_deployment(name, replicas=replicas, offered_rps=offered_rps, **kwargs)
+    annotations = d["spec"]["template"]["metadata"]["annotations"]
+    annotations["simulator.costslo.dev/runtime"] = runtime
+    annotations["simulator.costslo.dev/profile-overrides"] = overrides
+    return d
+
+
+def on_l4(d: dict[str, Any]) -> dict[str, Any]:
+    d["spec"]["template"]["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    return d
+
+
+def holding(resource: str, d: dict[str, Any]) -> dict[str, Any]:
+    """The Deployment asking for one unit of another GPU resource (a MIG slice, a time-sliced replica)."""
+    res = d["spec"]["template"]["spec"]["containers"][0]["resources"]
+    for part in ("limits", "requests"):
+        res[part].pop("nvidia.com/gpu")
+        res[part][resource] = "1"
+    return d
+
+
+# Each runtime with failures the way its exporter shows them: vLLM's aborts only in the API server's HTTP
+# count, SGLang's queued aborts outside num_requests_total, TGI's request count inflated by its chat route,
+# a Triton ensemble whose four models each count every request (read for the model clients call).
+DEPLOYMENTS: dict[str, Callable[[], dict[str, Any]]] = {
+    "vllm": lambda: served_by("vllm", "chat", 2, 16.0, '{"failureRate": 0.03}'),
+    "tgi": lambda: on_l4(
+        served_by("tgi", "embedder", 2, 5.0, '{"failureRate": 0.03}', profile="mistral-7b-l4")
+    ),
+    "sglang": lambda: served_by("sglang", "server", 1, 8.0, '{"failureRate": 0.05}'),
+    "triton": lambda: served_by("triton", "server", 1, 8.0, '{"failureRate": 0.05}'),
+    "ensemble": lambda: served_by("triton", "server", 1, 8.0, '{"failureRate": 0.05, "ensemble": true}'),
+    # 3/7 of an H100, and two replicas sharing one L4 time-sliced two ways.
+    "mig": lambda: holding(
+        "nvidia.com/mig-3g.40gb", served_by("vllm", "server", 1, 6.0, '{"failureRate": 0.03}')
+    ),
+    "shared": lambda: holding(
+        "nvidia.com/gpu.shared",
+        served_by("vllm", "server", 2, 2.0, '{"failureRate": 0.03}', profile="mistral-7b-l4"),
+    ),
+}
