@@ -108,6 +108,48 @@ Duration = Annotated[
 ]
 
 
+# Evaluation windows: whole seconds, from two scrapes of a 15 s interval up to a day. A window is a range
+# query over every pod of the namespaces it serves, so its length is the cost a tenant puts on Prometheus.
+WINDOW_PATTERN = r"^([0-9]+(s|m|h))+$"
+MIN_WINDOW = "30s"
+MAX_WINDOW = "24h"
+
+
+def _check_window(text: str) -> str:
+    if not re.fullmatch(WINDOW_PATTERN, text):
+        raise ValueError(f"{text!r} is not a window in whole seconds such as 30s, 5m or 1h")
+    seconds = parse_duration(text).total_seconds()
+    if (
+        not parse_duration(MIN_WINDOW).total_seconds()
+        <= seconds
+        <= parse_duration(MAX_WINDOW).total_seconds()
+    ):
+        raise ValueError(f"a window is at least {MIN_WINDOW} and at most {MAX_WINDOW}, not {text}")
+    return text
+
+
+WindowDuration = Annotated[
+    str,
+    AfterValidator(_check_window),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": WINDOW_PATTERN,
+            "maxLength": 32,
+            "x-kubernetes-validations": [
+                {
+                    "rule": (
+                        f"duration(self) >= duration('{MIN_WINDOW}') "
+                        f"&& duration(self) <= duration('{MAX_WINDOW}')"
+                    ),
+                    "message": f"a window is at least {MIN_WINDOW} and at most {MAX_WINDOW}",
+                }
+            ],
+        }
+    ),
+]
+
+
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
     """One x-kubernetes-validations entry."""
     out = {"rule": rule, "message": message}
@@ -296,8 +338,12 @@ class Pricing(_Model):
 
 
 class Windows(_Model):
-    long: Duration = Field("1h", description="Long evaluation window; recovery is judged on it.")
-    short: Duration = Field("5m", description="Short window; a breach needs both windows over budget.")
+    long: WindowDuration = Field(
+        "1h", description="Long evaluation window; recovery is judged on it. 30s to 24h."
+    )
+    short: WindowDuration = Field(
+        "5m", description="Short window; a breach needs both windows over budget. 30s to 24h."
+    )
 
     @model_validator(mode="after")
     def _short_before_long(self) -> Windows:

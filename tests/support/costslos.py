@@ -141,6 +141,27 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         _with("evaluation.windows", {"long": "forever", "short": "5m"}),
         "spec.evaluation.windows.long",
     ),
+    # A zero or sub-second window once failed the whole evaluation cycle, every tenant's CostSLO with it.
+    (
+        "window-zero",
+        _with("evaluation.windows", {"long": "1h", "short": "0s"}),
+        "spec.evaluation.windows.short",
+    ),
+    (
+        "window-fraction-of-a-second",
+        _with("evaluation.windows", {"long": "1h", "short": "0.0001s"}),
+        "spec.evaluation.windows.short",
+    ),
+    (
+        "window-under-30s",
+        _with("evaluation.windows", {"long": "1h", "short": "10s"}),
+        "spec.evaluation.windows.short",
+    ),
+    (
+        "window-over-a-day",
+        _with("evaluation.windows", {"long": "25h", "short": "5m"}),
+        "spec.evaluation.windows.long",
+    ),
     ("negative-min-requests", _with("evaluation.minRequests", -1), "spec.evaluation.minRequests"),
     (
         "missing-metrics-policy",
