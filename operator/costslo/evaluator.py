@@ -28,6 +28,8 @@ from costslo.scaling import ScalingDecision, ScalingInputs, ScalingPolicy
 from costslo.usage import gap, usage_of
 from costslo.verdict import (
     LATENCY_MET,
+    METRICS_AVAILABLE,
+    METRICS_UNAVAILABLE,
     ROLLOUT_ALLOWED,
     SLO_MET,
     Policy,
@@ -141,9 +143,19 @@ class Evaluator:
                     latency_metrics=metrics,
                 )
             except PrometheusError as exc:
-                windows[(preset_name, window)] = str(exc)
+                log.warning("prometheus query failed", problem=str(exc.problem), error=str(exc))
+                windows[(preset_name, window)] = exc.summary()
+            except Exception:  # one batch's failure is its own CostSLOs' gap, never the whole cycle's
+                log.exception("measuring a window failed", runtime=preset_name, window=window)
+                windows[(preset_name, window)] = (
+                    "measuring this window failed inside the operator; the operator's log has the details"
+                )
         for slo, spec, preset in valid:
-            results.append(self._evaluate(slo, spec, preset, windows, now))
+            try:
+                results.append(self._evaluate(slo, spec, preset, windows, now))
+            except Exception:  # this CostSLO's failure is its own condition; the others are still judged
+                log.exception("evaluation failed", namespace=slo.namespace, name=slo.name)
+                results.append(self._failed(slo, now))
         return results
 
     # -- one CostSLO -----------------------------------------------------------------------------------
@@ -171,7 +183,7 @@ class Evaluator:
         for seconds in (long_s, short_s):
             window = windows[(_key(preset, slo, self._config.per_object), seconds)]
             if isinstance(window, str):
-                readings.append(WindowReading(None, None, missing=(f"Prometheus query failed: {window}",)))
+                readings.append(WindowReading(None, None, missing=(window,)))
                 costs.append(None)
                 latencies.append(None)
                 continue
@@ -488,6 +500,40 @@ class Evaluator:
         body.setdefault("current", {})
         gate = GateDecision(rollout.Memory.from_status(memory)) if memory else None
         return Evaluation(slo, body, None, TARGET_NOT_FOUND, gate, None)
+
+    def _failed(self, slo: SloObject, now: float) -> Evaluation:
+        """This CostSLO could not be evaluated: no verdict, so nothing is allowed or acted on (fail closed);
+        the cause is in the log, never in status, where Prometheus or library text could leak."""
+        message = (
+            "this CostSLO could not be evaluated: an error inside the operator (its log has the details); "
+            "nothing is judged or allowed until an evaluation succeeds"
+        )
+        reason = "EvaluationFailed"
+        conditions = merge_conditions(
+            slo.status.conditions,
+            [
+                VerdictCondition(METRICS_AVAILABLE, "False", reason, message),
+                *(VerdictCondition(kind, "Unknown", reason, "") for kind in (SLO_MET, LATENCY_MET)),
+                VerdictCondition(ROLLOUT_ALLOWED, "False", reason, "no verdict"),
+            ],
+            _now_iso(now),
+            slo.generation,
+        )
+        memory = (
+            slo.status.rollout.model_dump(by_alias=True, exclude_none=True) if slo.status.rollout else None
+        )
+        status = api.CostSLOStatus(
+            observed_generation=slo.generation,
+            phase=METRICS_UNAVAILABLE,
+            message=message,
+            rollout=api.RolloutStatus.model_validate(memory) if memory else None,
+            last_evaluation_time=_now_iso(now),
+            conditions=conditions,
+        )
+        body = status.model_dump(by_alias=True, exclude_none=True)
+        body.setdefault("current", {})
+        gate = GateDecision(rollout.Memory.from_status(memory)) if memory else None
+        return Evaluation(slo, body, None, METRICS_UNAVAILABLE, gate, None)
 
     def _invalid(self, slo: SloObject, message: str, now: float) -> Evaluation:
         previous = next((c for c in slo.status.conditions if c.type == SPEC_VALID), None)

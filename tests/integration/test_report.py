@@ -403,5 +403,6 @@ def test_an_ensemble_not_named_is_not_measured_and_says_what_to_name(lab: Lab, m
     (workload,) = json.loads(result.stdout)["workloads"]
     assert workload["current"]["costPerRequest"] is None
     assert any(
-        "delivered" in m and "spec.serving.models" in m and "--model" in m for m in workload["missing"]
-    )
+        "served several models" in m and "spec.serving.models" in m and "--model" in m
+        for m in workload["missing"]
+    ), workload["missing"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import replace
@@ -13,7 +14,7 @@ import pytest
 from costslo import api
 from costslo.evaluator import Evaluator, EvaluatorConfig, SloObject
 from costslo.inventory import Inventory
-from costslo.metrics.prometheus import Sample
+from costslo.metrics.prometheus import Problem, PrometheusError, Sample
 
 pytestmark = pytest.mark.unit
 
@@ -213,3 +214,50 @@ def test_verdict_says_what_span_the_figures_are_over() -> None:
     (settled,) = Evaluator(StandIn(pods), inv).cycle(slos, time.time())
     assert verdict_body("team-0", "model-0", settled.status)["coverage"] is None
     assert "coverage" not in settled.status
+
+
+class Failing(StandIn):
+    """Prometheus answering every query with an error whose text quotes another tenant's series."""
+
+    def query(self, promql: str, at: float | None = None) -> list[Sample]:
+        self.queries += 1
+        raise PrometheusError(
+            'found duplicate series for the match group {namespace="team-b", pod="secret-7f9"}',
+            problem=Problem.BAD_QUERY,
+            url="http://prometheus:9090",
+            status=422,
+            query=promql,
+        )
+
+
+def test_a_prometheus_error_reaches_status_as_its_kind_never_its_text() -> None:
+    slos, inv, pods = fleet(["0.1"])
+    (result,) = Evaluator(Failing(pods), inv).cycle(slos, time.time())
+    assert result.phase == "MetricsUnavailable"
+    said = json.dumps(result.status)
+    assert "secret-7f9" not in said and "team-b" not in said
+    assert "Prometheus query failed (BadQuery): Prometheus rejected a query" in result.status["message"]
+
+
+def test_a_costslo_whose_evaluation_fails_fails_alone_and_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error inside one CostSLO's evaluation becomes its own condition; the others are judged."""
+    slos, inv, pods = fleet(["0.1", "0.1", "0.1"])
+    evaluate = Evaluator._evaluate
+
+    def poisoned(self: Evaluator, slo: SloObject, *args: Any) -> Any:
+        if slo.name == "model-1":
+            raise ZeroDivisionError("float division by zero")
+        return evaluate(self, slo, *args)
+
+    monkeypatch.setattr(Evaluator, "_evaluate", poisoned)
+    results = Evaluator(StandIn(pods), inv).cycle(slos, time.time())
+    assert [r.phase for r in results] == ["Met", "MetricsUnavailable", "Met"]
+    failed = results[1]
+    assert "could not be evaluated" in failed.status["message"] and "division" not in json.dumps(
+        failed.status
+    )
+    conditions = {c["type"]: c for c in failed.status["conditions"]}
+    assert conditions["RolloutAllowed"]["status"] == "False"
+    assert conditions["MetricsAvailable"]["reason"] == "EvaluationFailed"
+    api.CostSLOStatus.model_validate(failed.status)
+    assert failed.sizing is None

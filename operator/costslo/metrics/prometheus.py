@@ -49,6 +49,22 @@ class Problem(StrEnum):
     BAD_RESPONSE = "BadResponse"
 
 
+# What a tenant may read about a failed query: Prometheus' own text can quote other tenants' series (a
+# "duplicate series" error lists whole label sets), so status and Events get only the kind of failure.
+_SUMMARIES = {
+    Problem.UNREACHABLE: "Prometheus could not be reached",
+    Problem.TIMEOUT: "a Prometheus query timed out",
+    Problem.TLS: "the TLS connection to Prometheus failed",
+    Problem.UNAUTHORIZED: "Prometheus refused the operator's credentials",
+    Problem.FORBIDDEN: "Prometheus forbade a query",
+    Problem.NOT_FOUND: "no Prometheus query API at the configured URL",
+    Problem.BAD_QUERY: "Prometheus rejected a query (a custom query's PromQL, or series that collide)",
+    Problem.RATE_LIMITED: "Prometheus rate-limited the queries",
+    Problem.SERVER_ERROR: "Prometheus failed a query",
+    Problem.BAD_RESPONSE: "Prometheus answered with something that is not a query result",
+}
+
+
 class PrometheusError(Exception):
     """A query that did not produce an answer; the message says what a person can do about it."""
 
@@ -66,6 +82,11 @@ class PrometheusError(Exception):
         self.url = url
         self.status = status
         self.query = query
+
+    def summary(self) -> str:
+        """The failure in words that quote nothing Prometheus said: safe for any tenant's status."""
+        what = _SUMMARIES[self.problem]
+        return f"Prometheus query failed ({self.problem}): {what}; the operator's log has the details"
 
 
 @dataclass(frozen=True)
