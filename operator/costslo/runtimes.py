@@ -447,10 +447,10 @@ GPU_BUSY_SIGNALS: dict[GpuBusySignal, str] = {
 }
 GPU_ENERGY_MILLIJOULES = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 # A GPU allocated through Dynamic Resource Allocation has no resource request: dcgm-exporter (with
-# --kubernetes-enable-dra) labels its series with the pod and dra_* labels. The default busy families say
-# which devices a pod holds: the profiling ratio is there for MIG instances, utilisation for GPUs without
-# profiling (framebuffer fields go missing on some MIG instances).
-GPU_HELD = (GPU_BUSY_RATIO, GPU_UTIL_PERCENT)
+# --kubernetes-enable-dra) labels its series with the pod and dra_* labels. Default counters say which
+# devices a pod holds: the profiling ratio is there for MIG instances, utilisation for GPUs without
+# profiling, energy for both (framebuffer fields go missing on some MIG instances).
+GPU_HELD = (GPU_BUSY_RATIO, GPU_UTIL_PERCENT, GPU_ENERGY_MILLIJOULES)
 DRA_DRIVER_LABEL = "dra_driver_name"
 POD_RESOURCE_REQUESTS = "kube_pod_container_resource_requests"
 POD_INFO = "kube_pod_info"

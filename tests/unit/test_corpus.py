@@ -514,3 +514,71 @@ def test_the_simulated_ensemble_counts_like_triton(tmp_path: Path) -> None:
     scrape = Scrape(Path("simulated"), "", "", "", "", (), {}, families, tuple(samples))
     check_left_out(tmp_path, scrape, models=len(models))
     check_counts(tmp_path, preset_for("triton", models=["ensemble"]), scrape, {Quantity.DELIVERED: delivered})
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # Time-sliced: the `vgpu` copies of utilisation are per process, each pod its own part (45 and 15 of
+        # the device's 60), read as they are; MIG instances export no utilisation at all.
+        (corpus.DCGM_MIG_SCRAPE, {"shared-a": 0.45, "shared-b": 0.15}),
+        # DRA: every copy repeats the device's utilisation (58 %): split between the two pods sharing it.
+        (corpus.DCGM_DRA_SCRAPE, {"dra-a": 0.79, "batch-a": 0.29, "batch-b": 0.29}),
+    ],
+    ids=["time-sliced", "dra"],
+)
+def test_utilisation_stands_in_where_profiling_is_off(
+    tmp_path: Path, name: str, expected: dict[str, float]
+) -> None:
+    scrape = without(corpus.load(name), "DCGM_FI_PROF_")
+    [busy] = [
+        q
+        for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML)
+        if q.quantity is Quantity.BUSY_GPU_SECONDS
+    ]
+    evaluate(
+        tmp_path,
+        corpus.as_series([(scrape, EXPORTER_TARGET)]),
+        [cases(busy.promql, [(pod("ml", p), share * WINDOW_SECONDS) for p, share in expected.items()])],
+        eval_time=corpus.EVAL_TIME,
+    )
+
+
+def test_a_pod_gone_before_the_window_ends_keeps_its_part_of_a_shared_gpu_s_energy(tmp_path: Path) -> None:
+    """batch-b's copy of the shared GPU's energy stops at 6m (the pod deleted); over the window ending at 10m
+    it still had its part: the copies are counted over the window, not at its end."""
+    scrape = corpus.load(corpus.DCGM_DRA_SCRAPE)
+    series = corpus.as_series([(scrape, EXPORTER_TARGET)])
+    energy = [
+        i for i, (sel, _) in enumerate(series) if sel.startswith(GPU_ENERGY_MILLIJOULES) and "batch-b" in sel
+    ]
+    [i] = energy
+    per_step = float(series[i][1].split("+")[1].split("x")[0])
+    series[i] = (series[i][0], f"0+{per_step!r}x24 stale")  # 0 .. 6m, then gone
+    [query] = [
+        q
+        for q in plan_window(RUNTIMES["vllm"], LabelConfig(), WINDOW_SECONDS, ML)
+        if q.quantity is Quantity.ENERGY_JOULES
+    ]
+    # Samples at 5m15s .. 6m inside the window: 3 steps, extrapolated by 15 s to its start and 7.5 s past
+    # the last sample (increase()), half of it for batch-b; batch-a's whole window, half of it.
+    batch_b = 3 * per_step * 67.5 / 45 / 2 / 1000
+    batch_a = 20 * per_step / 2 / 1000
+    dra_a = (
+        next(s.value for s in scrape.family(GPU_ENERGY_MILLIJOULES) if s.labels.get("pod") == "dra-a") / 1000
+    )
+    evaluate(
+        tmp_path,
+        series,
+        [
+            cases(
+                query.promql,
+                [
+                    (pod("ml", "dra-a"), dra_a),
+                    (pod("ml", "batch-a"), batch_a),
+                    (pod("ml", "batch-b"), batch_b),
+                ],
+            )
+        ],
+        eval_time=corpus.EVAL_TIME,
+    )

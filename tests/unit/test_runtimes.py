@@ -141,14 +141,15 @@ def test_gpus_are_every_gpu_resource_at_its_share() -> None:
     plan = {q.quantity: q.promql for q in plan_window(RUNTIMES["vllm"], LabelConfig(), 3600, ML)}
     current = plan[Quantity.CURRENT_GPUS]
     assert current.startswith(
-        "sum by (namespace, pod) (max by (namespace, pod, container, resource) "
+        "(sum by (namespace, pod) (max by (namespace, pod, container, resource) "
         '(kube_pod_container_resource_requests{resource="nvidia_com_gpu",node!="",namespace="ml"}) or '
     )
     finished = (
         'unless on (namespace, pod) (kube_pod_status_phase{phase=~"Failed|Succeeded",namespace="ml"} == 1)'
     )
-    # A pod without a GPU request: the devices dcgm-exporter maps to it through DRA.
-    assert f") {finished} or on (namespace, pod) (sum by (namespace, pod, GPU_I_PROFILE) (" in current
+    # A pod without a GPU request: the devices dcgm-exporter maps to it through DRA; finished pods neither.
+    assert ") or on (namespace, pod) (sum by (namespace, pod, GPU_I_PROFILE) (" in current
+    assert current.endswith(f")) {finished}")
     assert 'resource=~"nvidia_com_mig_3g_.*",node!="",namespace="ml"}) * 0.42857142857142855' in current
     assert plan[Quantity.GPU_SECONDS] == (
         f"sum_over_time(({current})[1h:5s]) * 3600 / scalar(count_over_time(vector(1)[1h:5s]))"
@@ -295,19 +296,21 @@ def test_gpu_busy_prefers_the_profiling_ratio_per_gpu() -> None:
     dev = "(gpu, UUID, uuid, GPU_I_ID, Hostname, hostname)"
     gr, util = "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_DEV_GPU_UTIL"
 
-    def split(name: str, read: str = "{}") -> str:
+    def split(name: str, read: str = "{}", markers: tuple[str, ...] = ("vgpu", "dra_driver_name")) -> str:
         # A time-sliced GPU's copy per pod (vgpu) and a DRA device's copy per pod: each an even part.
-        whole = read.format(f'{name}{{{sel},vgpu="",dra_driver_name=""}}')
+        whole = read.format(name + "{" + ",".join([sel, *(f'{m}=""' for m in markers)]) + "}")
         parts = [
             read.format(name + "{" + f'{sel},{m}!=""' + "}")
             + f' / on {dev} group_left count by {dev} ({name}{{{m}!=""}})'
-            for m in ("vgpu", "dra_driver_name")
+            for m in markers
         ]
         return " or ".join([whole, *parts])
 
+    # Utilisation's vgpu copies are per process (each pod its own part): only DRA copies are split.
+    util_split = split(util, "{} / 100", ("dra_driver_name",))
     assert busy.promql == (
         "sum_over_time((sum by (exported_namespace, exported_pod, GPU_I_PROFILE) ("
-        f"{split(gr)} or (({split(util, '{} / 100')}) unless on {dev} {gr}{{{sel}}})"
+        f"{split(gr)} or (({util_split}) unless on {dev} {gr}{{{sel}}})"
         "))[5m:5s]) * 300 / scalar(count_over_time(vector(1)[5m:5s]))"
     )
     assert busy.group == PodLabels("exported_namespace", "exported_pod")

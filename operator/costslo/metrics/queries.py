@@ -270,8 +270,9 @@ def _allocated_gpus(ctx: _Context) -> str:
         branch = f"max by ({_by(k, 'container', 'resource')}) ({requests})"
         branches.append(branch if resource.gpus == 1 else f"{branch} * {number(resource.gpus)}")
     # The resources never overlap, and each branch keeps `resource`: `or` only joins them.
-    requested = f"sum by ({_by(k)}) ({' or '.join(branches)}) unless on ({_by(k)}) {_finished_pods(ctx)}"
-    return f"{requested} or on ({_by(k)}) {_dra_gpus(ctx)}"
+    requested = f"sum by ({_by(k)}) ({' or '.join(branches)})"
+    allocated = f"({requested} or on ({_by(k)}) {_dra_gpus(ctx)})"
+    return f"{allocated} unless on ({_by(k)}) {_finished_pods(ctx)}"
 
 
 def _dra_gpus(ctx: _Context) -> str:
@@ -306,13 +307,28 @@ def _running_pods(ctx: _Context) -> str:
 _DEVICE_LABELS = "gpu, UUID, uuid, GPU_I_ID, Hostname, hostname"
 
 
-def _split_copies(name: str, m: str, read: Callable[[str], str]) -> str:
+# Labels that mark a pod's copy of a device's series, each copy carrying the whole device's value.
+_COPY_MARKERS = ("vgpu", DRA_DRIVER_LABEL)
+
+
+def _split_copies(
+    name: str,
+    m: str,
+    read: Callable[[str], str],
+    markers: tuple[str, ...] = _COPY_MARKERS,
+    over: _Context | None = None,
+) -> str:
     """`read` of a DCGM family per device, each pod's copy of a time-sliced GPU (`vgpu`) or of a GPU
-    allocated through DRA (several pods may share one claim) an even part."""
-    text = read(f'{name}{{{m},vgpu="",{DRA_DRIVER_LABEL}=""}}')
-    for marker in ("vgpu", DRA_DRIVER_LABEL):
+    allocated through DRA (several pods may share one claim) an even part. `over` counts the copies over
+    that context's window rather than at its end, for a read over the whole window (a pod gone before the
+    end still had its part)."""
+    whole = ",".join(str(Matcher.absent(marker)) for marker in markers)
+    text = read(f"{name}{{{m},{whole}}}")
+    for marker in markers:
         copy = Matcher.present(marker)
         copies = f"count by ({_DEVICE_LABELS}) ({selector(name, [copy])})"
+        if over is not None:
+            copies = f"max_over_time(({copies})[{over.window}:{over.step}])"
         text += f" or {read(f'{name}{{{m},{copy}}}')} / on ({_DEVICE_LABELS}) group_left {copies}"
     return text
 
@@ -327,7 +343,9 @@ def _busy_gpus(ctx: _Context) -> str:
         text = _split_copies(busy, m, lambda sel: sel)
         if busy != GPU_BUSY_RATIO:
             return text
-        util = _split_copies(GPU_UTIL_PERCENT, m, lambda sel: f"{sel} / 100")
+        # Only DRA copies repeat the device's utilisation: dcgm-exporter fills a time-sliced GPU's `vgpu`
+        # copies of it per process, each pod its own part.
+        util = _split_copies(GPU_UTIL_PERCENT, m, lambda sel: f"{sel} / 100", markers=(DRA_DRIVER_LABEL,))
         return f"{text} or (({util}) unless on ({_DEVICE_LABELS}) {busy}{{{m}}})"
 
     return f"sum by ({_by(ctx.labels.gpu_output, MIG_PROFILE_LABEL)}) ({_gpu_series(render, ctx)})"
@@ -345,7 +363,7 @@ def _energy(ctx: _Context) -> str:
     e = GPU_ENERGY_MILLIJOULES
 
     def render(m: str) -> str:
-        return _split_copies(e, m, lambda sel: f"increase({sel}[{ctx.window}])")
+        return _split_copies(e, m, lambda sel: f"increase({sel}[{ctx.window}])", over=ctx)
 
     return f"sum by ({_by(ctx.labels.gpu_output, MIG_PROFILE_LABEL)}) ({_gpu_series(render, ctx)}) / 1000"
 
