@@ -204,7 +204,11 @@ def build(client: Querier, opts: ReportOptions) -> Report:
             (
                 w
                 for w in windows
-                if any(w.pods.get(p) and w.pods[p].finished is not None for p in workload.pods)
+                # A pod left out for serving several models still says whose series it carries.
+                if any(
+                    (w.pods.get(p) and w.pods[p].finished is not None) or p in w.several_models
+                    for p in workload.pods
+                )
             ),
             None,
         )

@@ -261,3 +261,25 @@ def test_a_costslo_whose_evaluation_fails_fails_alone_and_closed(monkeypatch: py
     assert conditions["MetricsAvailable"]["reason"] == "EvaluationFailed"
     api.CostSLOStatus.model_validate(failed.status)
     assert failed.sizing is None
+
+
+class SeveralModels(StandIn):
+    """Triton pods whose success counter names several models: the delivered answer marks them."""
+
+    def query(self, promql: str, at: float | None = None) -> list[Sample]:
+        answer = super().query(promql, at)
+        if "costslo_several_models" in promql:
+            return [Sample({**s.labels, "costslo_several_models": "true"}, 4) for s in answer]
+        return answer
+
+
+def test_a_target_pod_serving_several_models_leaves_no_cost_and_says_what_to_name() -> None:
+    slos, inv, pods = fleet(["0.1"])
+    spec = slos[0].spec
+    assert spec is not None
+    triton = spec.model_copy(update={"serving": api.Serving(runtime="triton")})
+    (result,) = Evaluator(SeveralModels(pods), inv).cycle([replace(slos[0], spec=triton)], time.time())
+    assert result.phase == "MetricsUnavailable"
+    assert result.status["current"].get("costPerRequest") is None
+    assert "no data for requests: pod model-0-abc-0 served several models" in result.status["message"]
+    assert "spec.serving.models" in result.status["message"]

@@ -68,8 +68,6 @@ def serving_rules(gpu_series: bool = True) -> list[tuple[tuple[str, ...], list[S
         (("vllm:request_success_total",), [pod(p, 100) for p in PODS]),
         (("vllm:prompt_tokens_total",), [pod(p, 80_000) for p in PODS]),
         (("vllm:generation_tokens_total",), [pod(p, 20_000) for p in PODS]),
-        (("request_prefill_time_seconds_sum",), [pod(p, 6.0) for p in PODS]),
-        (("request_decode_time_seconds_sum",), [pod(p, 300.0) for p in PODS]),
         (
             ("e2e_request_latency_seconds_bucket",),
             [pod(p, rate, le=le) for p in PODS for le, rate in (("1", 0.5), ("5", 1.5), ("+Inf", 1.6))],
@@ -189,3 +187,28 @@ def test_a_report_over_a_young_prometheus_rates_over_what_it_holds() -> None:
     # The cost per request never depended on the span.
     assert row.cost.cost_per_request == pytest.approx(Decimal(3 * 75 * 2) / 3600 / 297)
     assert report.to_json(result)["coverage"] == result.coverage
+
+
+def test_a_triton_workload_serving_several_models_says_so_beside_another_runtime() -> None:
+    """Its pods are left out of every request count, yet the row is Triton's, with the sentence to act on,
+    not the first runtime's 'no series' sentences."""
+    rules: list[tuple[tuple[str, ...], list[Sample]]] = [
+        (
+            ("count by (__name__)",),
+            [
+                Sample({"__name__": "vllm:request_success_total"}, 3),
+                Sample({"__name__": "nv_inference_request_success"}, 3),
+            ],
+        ),
+        *OWNERS,
+        (("costslo_several_models",), [pod(p, 4, costslo_several_models="true") for p in PODS]),
+        (("sum_over_time", "kube_pod_container_resource_requests"), [pod(p, 3600.0) for p in PODS]),
+        (("kube_pod_info",), [pod(p, 3600.0) for p in PODS]),
+    ]
+    result = report.build(
+        Canned(rules), report.ReportOptions(namespaces={"ml"}, at=1e9, gpu_hourly=Decimal("2"))
+    )
+    (row,) = result.rows
+    assert row.runtime == "triton" and row.cost.cost_per_request is None
+    assert any("served several models" in m and "spec.serving.models" in m for m in row.missing), row.missing
+    assert not any("http_requests_total" in m for m in row.missing)
