@@ -15,12 +15,13 @@ import structlog
 from pydantic import ValidationError
 
 from costslo import api
-from costslo.actions.status import StatusWriter, differences, needs_write
+from costslo.actions.status import HEARTBEAT_SECONDS, StatusWriter, differences, needs_write
 from costslo.actions.workload import WorkloadWriter, action_name
 from costslo.evaluator import Evaluation, Evaluator, EvaluatorConfig, SloObject
 from costslo.inventory import Inventory
 from costslo.metrics.prometheus import PrometheusClient
 from costslo.rollout import Resume
+from costslo.server import Answer
 from costslo.settings import OperatorSettings
 from costslo.standby import PeerCheck
 from costslo.telemetry import Telemetry
@@ -90,9 +91,19 @@ class OperatorLoop:
 
         self._custom = client.CustomObjectsApi(api_client)
 
-    def verdict(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        """The latest status of one CostSLO, for the HTTP API. A standby's watches are paused, so it reads
-        the status the active instance wrote from the API instead of answering from what it last saw."""
+    def verdict(self, namespace: str, name: str) -> Answer:
+        """The latest status of one CostSLO for the HTTP API, and how old it may be. Our own evaluation is
+        renewed every interval: a few intervals without one means the loop is stalled. A status read from
+        the API (a standby's, or before our first evaluation) is rewritten only when it changes or at the
+        heartbeat, so it may be that much older."""
+        fresh = 3 * self.settings.interval_seconds + 30
+        status = self._status_for(namespace, name)
+        mine = (namespace, name) in self._latest and not self.standing_by_now
+        return Answer(status, fresh if mine else fresh + HEARTBEAT_SECONDS)
+
+    def _status_for(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """A standby's watches are paused, so it reads the status the active instance wrote from the API
+        instead of answering from what it last saw."""
         if self.standing_by_now:
             from kubernetes.client.exceptions import ApiException
 

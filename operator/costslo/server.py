@@ -4,26 +4,67 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-# The status of one CostSLO (namespace, name), or None; it may read the API, so handlers call it in a thread.
-Verdicts = Callable[[str, str], Mapping[str, Any] | None]
+from costslo.api import duration_text
 
 
-def verdict_body(namespace: str, name: str, status: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The JSON a gate reads: ok, phase, the numbers, and why."""
+@dataclass(frozen=True)
+class Answer:
+    """The status of one CostSLO, or None, and how old its evaluation may be and still be a verdict."""
+
+    status: Mapping[str, Any] | None
+    max_age_seconds: float
+
+
+# One CostSLO (namespace, name) -> its Answer; it may read the API, so handlers call it in a thread.
+Verdicts = Callable[[str, str], Answer]
+
+
+def _age(status: Mapping[str, Any], now: float) -> float | None:
+    stamp = status.get("lastEvaluationTime")
+    try:
+        return now - datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def verdict_body(
+    namespace: str,
+    name: str,
+    status: Mapping[str, Any] | None,
+    max_age_seconds: float | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The JSON a gate reads: ok, phase, the numbers, and why. A verdict whose evaluation is older than
+    `max_age_seconds` is no verdict: a stalled loop must not keep a canary's gate open (fail closed)."""
     if status is None:
         return {"ok": False, "phase": None, "reason": f"no CostSLO {namespace}/{name} has been evaluated"}
     current = status.get("current") or {}
     allowed = next((c for c in status.get("conditions") or [] if c.get("type") == "RolloutAllowed"), None)
     revisions = status.get("revisions") or []
     gate = status.get("rollout") or {}
+    age = _age(status, time.time() if now is None else now)
+    stale = max_age_seconds is not None and (age is None or age > max_age_seconds)
+    reason = status.get("message")
+    if stale:
+        when = "at an unknown time" if age is None else f"{duration_text(age)} ago"
+        reason = (
+            f"no fresh verdict: the last evaluation was {when}, and a verdict is good for "
+            f"{duration_text(max_age_seconds or 0)}; the operator's evaluation is stalled or behind (its log "
+            f"says why)"
+        )
+    fresh_ok = status.get("phase") == "Met" and (allowed is None or allowed.get("status") == "True")
     return {
-        "ok": status.get("phase") == "Met" and (allowed is None or allowed.get("status") == "True"),
-        "rolloutAllowed": None if allowed is None else allowed.get("status") == "True",
+        "ok": fresh_ok and not stale,
+        "stale": stale,
+        "rolloutAllowed": None if allowed is None else allowed.get("status") == "True" and not stale,
         "phase": status.get("phase"),
         "costPerRequest": current.get("costPerRequest"),
         "budget": status.get("budget"),
@@ -34,22 +75,25 @@ def verdict_body(namespace: str, name: str, status: Mapping[str, Any] | None) ->
         "rolloutRevision": gate.get("revision"),
         "observedGeneration": status.get("observedGeneration"),
         "lastEvaluationTime": status.get("lastEvaluationTime"),
-        "reason": status.get("message"),
+        "reason": reason,
         # Where Prometheus holds only part of a window: the span its figures are over.
         "coverage": status.get("coverage"),
     }
 
 
 def build_app(verdicts: Verdicts, metrics: Callable[[], bytes] | None = None) -> web.Application:
-    async def get(request: web.Request) -> web.Response:
+    async def answer(request: web.Request) -> dict[str, Any]:
         ns, name = request.match_info["namespace"], request.match_info["name"]
-        body = verdict_body(ns, name, await asyncio.to_thread(verdicts, ns, name))
+        found = await asyncio.to_thread(verdicts, ns, name)
+        return verdict_body(ns, name, found.status, found.max_age_seconds)
+
+    async def get(request: web.Request) -> web.Response:
+        body = await answer(request)
         return web.json_response(body, status=200 if body["phase"] is not None else 404)
 
     async def post(request: web.Request) -> web.Response:
         # Flagger's webhooks pass on 2xx and fail otherwise; the payload (canary name, phase) is not needed.
-        ns, name = request.match_info["namespace"], request.match_info["name"]
-        body = verdict_body(ns, name, await asyncio.to_thread(verdicts, ns, name))
+        body = await answer(request)
         return web.json_response(body, status=200 if body["ok"] else 412)
 
     async def healthz(_: web.Request) -> web.Response:

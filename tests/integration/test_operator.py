@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -312,3 +313,30 @@ def test_an_ensemble_named_by_its_model_and_a_mig_slice_are_costed_live(
             assert status["phase"] == "Met" and not status.get("missing"), status
             live, true_cost = live_and_true_cost(lab, ns, key, http_port)
             assert float(live["costPerRequest"]) == pytest.approx(true_cost, rel=0.01), key
+
+
+def test_a_verdict_from_a_stalled_loop_is_no_verdict(lab: Lab, judged: str, http_port: int) -> None:
+    """Prometheus hangs (stopped, not gone): every query waits out its timeout and the evaluation loop
+    stalls. The /verdict API still answers, but a verdict older than a few intervals is not one: GET says
+    ok false with the reason, POST (Flagger's webhook) fails, until the loop is back."""
+    url = f"http://127.0.0.1:{http_port}/verdict/{judged}/generous"
+    wait_for(
+        "a fresh Met verdict", lambda: requests.get(url, timeout=10).json()["ok"], timeout=60, interval=2
+    )
+    pid = int((Path(lab.info["pidsDir"]) / "prometheus.pid").read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        body = wait_for(
+            "the verdict to go stale",
+            lambda: (b := requests.get(url, timeout=10).json())["stale"] and b,
+            timeout=180,
+            interval=3,
+        )
+        assert body["ok"] is False and body["rolloutAllowed"] is False and body["phase"] == "Met"
+        assert body["reason"].startswith("no fresh verdict: the last evaluation was ")
+        assert requests.post(url, json={"name": "chat"}, timeout=10).status_code == 412
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(
+        "a fresh verdict again", lambda: requests.get(url, timeout=10).json()["ok"], timeout=240, interval=3
+    )
