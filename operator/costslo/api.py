@@ -199,7 +199,8 @@ class CustomQueries(_Model):
     """PromQL per quantity for runtime custom, one series per pod.
 
     Write `$__pods` inside a selector's braces (it becomes the namespace/pod matchers) and `$__window` as
-    the range, e.g. increase(my_requests_total{$__pods,code="200"}[$__window]).
+    the range, e.g. increase(my_requests_total{$__pods,code="200"}[$__window]). Every selector must carry
+    `$__pods`, and no function may rewrite a namespace or pod label: a query reads its own namespace only.
     """
 
     finished: str = Field(min_length=1, max_length=4096, description="Finished requests in the window.")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
 
+from costslo.metrics.confine import PODS_PLACEHOLDER, WINDOW_PLACEHOLDER, ConfinementError, check_confined
 from costslo.metrics.promql import Matcher, check_label_name, check_metric_name
 
 
@@ -616,6 +617,12 @@ RUNTIME_LABEL_MODES: dict[RuntimeLabelMode, PodLabels] = {
     "pod-monitor": POD_MONITOR,
     "kubernetes-sd": KUBERNETES_SD,
 }
+# Every label name results are attributed to pods by: a custom query may not write any of them.
+POD_LABEL_NAMES = frozenset(
+    name
+    for labels in (POD_MONITOR, KUBERNETES_SD, DCGM_EXPORTED, DCGM_OLD_NAMESPACE)
+    for name in (labels.namespace, labels.pod)
+)
 # In precedence order. "auto" takes the GPU's pod from the first pair a series carries: dcgm-exporter
 # scraped with honorLabels false (its Helm chart) renames the GPU's pod to exported_*, while `pod` then names
 # the exporter itself; --use-old-namespace gives pod_namespace/pod_name; honorLabels true keeps namespace/pod.
@@ -686,8 +693,6 @@ class LabelConfig:
 
 # --- custom runtime ------------------------------------------------------------------------------------
 
-PODS_PLACEHOLDER = "$__pods"
-WINDOW_PLACEHOLDER = "$__window"
 _PLACEHOLDER = re.compile(r"\$__([A-Za-z_]\w*)")
 _KNOWN_PLACEHOLDERS = {PODS_PLACEHOLDER[3:], WINDOW_PLACEHOLDER[3:]}
 _CLOSERS = {"(": ")", "[": "]", "{": "}"}
@@ -775,6 +780,10 @@ def validate_custom_query(key: str, text: str) -> CustomQuery:
             f"custom query {key} must measure over the evaluation window with [{WINDOW_PLACEHOLDER}], "
             f"e.g. increase(my_requests_total{{{PODS_PLACEHOLDER}}}[{WINDOW_PLACEHOLDER}])"
         )
+    try:
+        check_confined(key, text, POD_LABEL_NAMES)
+    except ConfinementError as exc:
+        raise CustomQueryError(str(exc)) from None
     return CustomQuery(key, text.strip())
 
 

@@ -470,6 +470,50 @@ def test_bad_custom_queries_say_how_to_fix_them(key: str, text: str, message: st
         validate_custom_query(key, text)
 
 
+# Attacks from namespace team-a on team-b's series, each refused with the part that reaches outside.
+CROSS_NAMESPACE = [
+    # The one that worked before: team-b's count relabelled as team-a's pod.
+    (
+        "increase(x{$__pods}[$__window]) or label_replace(label_replace(sum(increase("
+        'vllm:request_success_total{namespace="team-b"}[$__window])),"namespace","team-a","",""),'
+        '"pod","t-abc-1","","")',
+        "rewrites the label 'pod'",
+    ),
+    # The same without the relabelling: its selector alone is refused.
+    (
+        "increase(x{$__pods}[$__window]) or sum(increase("
+        'vllm:request_success_total{namespace="team-b"}[$__window]))',
+        "vllm:request_success_total is not limited",
+    ),
+    ('increase(x{$__pods}[$__window]) + on() group_left sum(y{namespace="team-b"})', "y is not limited"),
+    ("increase(x{$__pods}[$__window]) * on() group_left scalar(sum(z))", "z is not limited"),
+    ('increase({__name__="x",$__pods}[$__window]) or {namespace="team-b"}', "a selector is not limited"),
+    ('increase(x{$__pods or namespace="team-b"}[$__window])', "each `or` group"),
+    ("max_over_time((sum(x{$__pods}) + sum(up))[$__window:1m])", "up is not limited"),
+    ('label_replace(increase(x{$__pods}[$__window]), "namespace", "team-b", "", "")', "rewrites the label"),
+    ('label_join(increase(x{$__pods}[$__window]), "pod", ",", "a")', "rewrites the label 'pod'"),
+    ('count_values("exported_pod", increase(x{$__pods}[$__window]))', "count_values"),
+    ('info(increase(x{$__pods}[$__window]), {k8s_cluster_name=~".+"})', "info()"),
+    ("increase(x{$__pods}[$__window]) +", "not PromQL"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), CROSS_NAMESPACE, ids=range(len(CROSS_NAMESPACE)))
+def test_custom_queries_cannot_reach_outside_their_namespace(text: str, message: str) -> None:
+    with pytest.raises(CustomQueryError, match=re.escape(message)):
+        validate_custom_query("finished", text)
+
+
+def test_confined_custom_queries_may_still_join_and_relabel_their_own_series() -> None:
+    for text in (
+        "sum by (namespace, pod) (increase(x{$__pods}[$__window])) * on (namespace, pod) group_left (model) "
+        "max by (namespace, pod, model) (y{$__pods})",
+        'label_replace(increase(x{$__pods}[$__window]), "route", "$1", "handler", "/v1/(.*)")',
+        'increase(x{$__pods, namespace=~".+"}[$__window]) unless on (pod) (z{$__pods} == 0)',
+    ):
+        assert validate_custom_query("finished", text).text == text
+
+
 def test_strings_may_hold_dollars_and_hashes() -> None:
     text = 'label_replace(increase(app{$__pods,a="#1"}[$__window]), "x", "$1", "pod", "(.*)")'
     assert validate_custom_query("finished", text).text == text

@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Literal
 
+from costslo.metrics.confine import PODS_PLACEHOLDER, WINDOW_PLACEHOLDER
 from costslo.metrics.promql import (
     Matcher,
     duration,
@@ -43,8 +44,6 @@ from costslo.runtimes import (
     POD_INFO,
     POD_PHASE,
     POD_RESOURCE_REQUESTS,
-    PODS_PLACEHOLDER,
-    WINDOW_PLACEHOLDER,
     CounterDifference,
     CounterExpr,
     CounterFallback,

@@ -1,0 +1,96 @@
+"""A tenant's PromQL confined to the pods of its own namespace.
+
+A custom query runs with the operator's Prometheus credentials, so a selector outside the CostSLO's namespace
+would read another team's series, and relabelling could pass them off as the team's own. The query is parsed
+(promql-parser, a full PromQL grammar) and refused unless every selector, in every `or` group of its
+matchers, carries `$__pods`, which the operator fills with the namespace matcher; and unless no function
+writes a pod-identifying label (`label_replace`, `label_join`, `count_values`) or joins in other series'
+labels (`info`). Checking the parsed expression, rather than injecting a matcher into the text, keeps the
+query the author wrote, so Prometheus' errors point at their own text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from typing import Any
+
+import promql_parser
+
+PODS_PLACEHOLDER = "$__pods"
+WINDOW_PLACEHOLDER = "$__window"
+_SENTINEL = "__costslo_pods__"
+# Functions that would write a label from an argument: label_replace(v, dst, ...), label_join(v, dst, ...).
+_RELABELLING = {"label_replace", "label_join"}
+# Joins labels of series the query never selected (Prometheus 3's info()).
+_REFUSED = {"info"}
+
+
+class ConfinementError(ValueError):
+    """A custom query that could read or claim series outside its namespace; the message says which part."""
+
+
+def check_confined(key: str, text: str, protected: Collection[str]) -> None:
+    """Raises ConfinementError unless every selector of `text` is limited by `$__pods` and nothing in it
+    writes one of the `protected` labels (the namespace and pod labels results are attributed by)."""
+    parsed = text.replace(PODS_PLACEHOLDER, f'{_SENTINEL}="x"').replace(WINDOW_PLACEHOLDER, "5m")
+    try:
+        expr = promql_parser.parse(parsed)
+    except (ValueError, RuntimeError) as exc:
+        raise ConfinementError(f"custom query {key} is not PromQL: {exc}") from None
+    for node in _nodes(expr):
+        if isinstance(node, promql_parser.VectorSelector):
+            _check_selector(key, node)
+        elif isinstance(node, promql_parser.Call):
+            _check_call(key, node, protected)
+        elif isinstance(node, promql_parser.AggregateExpr) and str(node.op) == "count_values":
+            label = node.param.val if isinstance(node.param, promql_parser.StringLiteral) else None
+            if label is None or label in protected:
+                raise ConfinementError(
+                    f"custom query {key} writes the label {label!r} with count_values; the namespace and "
+                    f"pod labels ({', '.join(sorted(protected))}) must stay the series' own"
+                )
+
+
+def _check_selector(key: str, selector: promql_parser.VectorSelector) -> None:
+    groups = [selector.matchers.matchers, *selector.matchers.or_matchers]
+    for group in groups:
+        if not any(m.name == _SENTINEL for m in group):
+            name = selector.name or "a selector"
+            raise ConfinementError(
+                f"custom query {key}: {name} is not limited to the CostSLO's namespace; put "
+                f"{PODS_PLACEHOLDER} in every selector (and in each `or` group of its matchers), e.g. "
+                f"{name}{{{PODS_PLACEHOLDER}}}"
+            )
+
+
+def _check_call(key: str, call: promql_parser.Call, protected: Collection[str]) -> None:
+    name = call.func.name
+    if name in _REFUSED:
+        raise ConfinementError(f"custom query {key} uses {name}(), which reads series outside the query")
+    if name in _RELABELLING:
+        target = call.args[1] if len(call.args) > 1 else None
+        label = target.val if isinstance(target, promql_parser.StringLiteral) else None
+        if label is None or label in protected:
+            raise ConfinementError(
+                f"custom query {key} rewrites the label {label!r} with {name}(); the namespace and pod "
+                f"labels ({', '.join(sorted(protected))}) must stay the series' own"
+            )
+
+
+def _nodes(expr: Any) -> Iterator[Any]:
+    """Every node of a parsed expression, depth first."""
+    yield expr
+    if isinstance(expr, promql_parser.BinaryExpr):
+        yield from _nodes(expr.lhs)
+        yield from _nodes(expr.rhs)
+    elif isinstance(expr, promql_parser.AggregateExpr):
+        yield from _nodes(expr.expr)
+        if expr.param is not None:
+            yield from _nodes(expr.param)
+    elif isinstance(expr, promql_parser.Call):
+        for arg in expr.args:
+            yield from _nodes(arg)
+    elif isinstance(expr, promql_parser.MatrixSelector):
+        yield from _nodes(expr.vector_selector)
+    elif isinstance(expr, promql_parser.ParenExpr | promql_parser.UnaryExpr | promql_parser.SubqueryExpr):
+        yield from _nodes(expr.expr)
