@@ -68,6 +68,7 @@ class SloObject:
     spec: api.CostSLOSpec | None
     spec_error: str | None
     status: api.CostSLOStatus
+    created: str = ""  # metadata.creationTimestamp: the first of several CostSLOs on one target enforces
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,17 @@ class Evaluator:
                 windows[(preset_name, window)] = (
                     "measuring this window failed inside the operator; the operator's log has the details"
                 )
+        enforcers = _enforcers(valid)
         for slo, spec, preset in valid:
+            first = enforcers.get(_target_key(slo, spec))
+            other = first if first is not None and first != slo.name and _enforcing(spec) else None
+            if other is not None:
+                # Two CostSLOs acting on one workload would undo each other: the later one only reports.
+                spec = _reporting(spec)
+                slo = replace(slo, spec=spec)
             try:
-                results.append(self._evaluate(slo, spec, preset, windows, now))
+                evaluation = self._evaluate(slo, spec, preset, windows, now)
+                results.append(_with_enforcing(evaluation, other, now))
             except Exception:  # this CostSLO's failure is its own condition; the others are still judged
                 log.exception("evaluation failed", namespace=slo.namespace, name=slo.name)
                 results.append(self._failed(slo, now))
@@ -638,6 +647,55 @@ def _key(preset: RuntimePreset, slo: SloObject, per_object: bool) -> str:
     if per_object or preset.name == "custom":
         return f"{preset.key}/{slo.namespace}/{slo.name}"
     return preset.key
+
+
+def _enforcing(spec: api.CostSLOSpec) -> bool:
+    return spec.enforcement.mode == "Enforce"
+
+
+def _target_key(slo: SloObject, spec: api.CostSLOSpec) -> tuple[str, str, str]:
+    return (slo.namespace, spec.target_ref.kind, spec.target_ref.name)
+
+
+def _enforcers(
+    valid: Iterable[tuple[SloObject, api.CostSLOSpec, RuntimePreset]],
+) -> dict[tuple[str, str, str], str]:
+    """Per target, the CostSLO that enforces on it: the oldest enforcing one (then by name)."""
+    first: dict[tuple[str, str, str], tuple[str, str]] = {}
+    for slo, spec, _ in valid:
+        if _enforcing(spec):
+            key, rank = _target_key(slo, spec), (slo.created, slo.name)
+            first[key] = min(first.get(key, rank), rank)
+    return {key: rank[1] for key, rank in first.items()}
+
+
+def _reporting(spec: api.CostSLOSpec) -> api.CostSLOSpec:
+    return spec.model_copy(update={"enforcement": spec.enforcement.model_copy(update={"mode": "Report"})})
+
+
+ENFORCING = "Enforcing"
+
+
+def _with_enforcing(ev: Evaluation, other: str | None, now: float) -> Evaluation:
+    """The Enforcing=False condition on a CostSLO another one on its target outranks; gone once it is not."""
+    conditions = [api.Condition.model_validate(c) for c in ev.status.get("conditions") or []]
+    if other is None:
+        kept = [c for c in conditions if c.type != ENFORCING]
+        if len(kept) == len(conditions):
+            return ev
+        conditions = kept
+    else:
+        spec = ev.slo.spec
+        target = f"{spec.target_ref.kind} {spec.target_ref.name}" if spec else "its target"
+        message = (
+            f"{target} is already enforced by CostSLO {other}: this one only reports (set "
+            "enforcement.mode: Report, or remove one of them)"
+        )
+        condition = VerdictCondition(ENFORCING, "False", "AnotherCostSLOEnforces", message)
+        conditions = merge_conditions(conditions, [condition], _now_iso(now), ev.slo.generation)
+        ev.status["message"] = f"{ev.status.get('message') or ''}; {message}".lstrip("; ")
+    ev.status["conditions"] = [c.model_dump(by_alias=True, exclude_none=True) for c in conditions]
+    return ev
 
 
 def _batches(

@@ -61,6 +61,7 @@ def slo_object(body: Mapping[str, Any]) -> SloObject:
         spec,
         error,
         status,
+        str(meta.get("creationTimestamp") or ""),
     )
 
 

@@ -283,3 +283,24 @@ def test_a_target_pod_serving_several_models_leaves_no_cost_and_says_what_to_nam
     assert result.status["current"].get("costPerRequest") is None
     assert "no data for requests: pod model-0-abc-0 served several models" in result.status["message"]
     assert "spec.serving.models" in result.status["message"]
+
+
+def test_of_two_costslos_enforcing_on_one_target_the_later_only_reports() -> None:
+    slos, inv, pods = fleet(["0.1"])
+    first = replace(slos[0], name="first", created="2026-01-01T00:00:00Z")
+    later = replace(slos[0], name="later", created="2026-02-01T00:00:00Z")
+    results = {r.slo.name: r for r in Evaluator(StandIn(pods), inv).cycle([later, first], time.time())}
+    assert results["first"].slo.spec is not None and results["first"].slo.spec.enforcement.mode == "Enforce"
+    assert not [c for c in results["first"].status["conditions"] if c["type"] == "Enforcing"]
+    demoted = results["later"]
+    assert demoted.slo.spec is not None and demoted.slo.spec.enforcement.mode == "Report"
+    (enforcing,) = [c for c in demoted.status["conditions"] if c["type"] == "Enforcing"]
+    assert enforcing["status"] == "False" and enforcing["reason"] == "AnotherCostSLOEnforces"
+    assert "already enforced by CostSLO first" in demoted.status["message"]
+    assert demoted.phase == "Met"  # still judged and reported
+    # Once alone (the first deleted), the later one enforces again and the condition goes.
+    (alone,) = Evaluator(StandIn(pods), inv).cycle(
+        [replace(later, status=api.CostSLOStatus.model_validate(demoted.status))], time.time()
+    )
+    assert alone.slo.spec is not None and alone.slo.spec.enforcement.mode == "Enforce"
+    assert not [c for c in alone.status["conditions"] if c["type"] == "Enforcing"]
