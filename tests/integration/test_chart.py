@@ -985,3 +985,26 @@ def test_chart_readme_documents_every_top_level_value() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     missing = [key for key in values if f"`{key}" not in readme]
     assert not missing, f"charts/README.md does not mention {missing}"
+
+
+def test_the_http_api_admits_only_the_listed_peers(helm_env: dict[str, str]) -> None:
+    """/verdict tells every tenant's cost, budget and reason: by default only the release's namespace and
+    the namespaces of Argo Rollouts, Flagger and Prometheus reach it."""
+    docs = render(helm_env)
+    policy = one(docs, "NetworkPolicy")
+    operator = one(docs, "Deployment")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= operator["spec"]["template"]["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    namespaces = [p["namespaceSelector"] for p in rule["from"]]
+    assert namespaces[0] == {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}
+    (admitted,) = namespaces[1]["matchExpressions"]
+    assert set(admitted["values"]) == {"argo-rollouts", "flagger-system", "monitoring"}
+    ports = operator["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert "http" in {p["name"] for p in ports}
+    peers = '{"podSelector": {"matchLabels": {"app": "gate"}}}'
+    custom = one(render(helm_env, "--set-json", f"networkPolicy.httpFrom=[{peers}]"), "NetworkPolicy")
+    assert custom["spec"]["ingress"][0]["from"][1:] == [{"podSelector": {"matchLabels": {"app": "gate"}}}]
+    assert not find(render(helm_env, "--set", "networkPolicy.enabled=false"), "NetworkPolicy")
