@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -70,25 +71,35 @@ async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.loop.inventory.pod(event["object"], deleted=_deleted(event))
 
 
+def _wake_for(memo: kopf.Memo, body: Mapping[str, Any], kind: str, name: str) -> None:
+    memo.loop.wake_for(str(body["metadata"].get("namespace")), kind, name)
+
+
 @kopf.on.event("apps", "v1", "replicasets")
 async def replicaset_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     # A new ReplicaSet may be a new revision: the gate pauses it now, not at the next interval.
-    if memo.loop.inventory.replicaset(event["object"], deleted=_deleted(event)):
-        memo.loop.wake()
+    body: Mapping[str, Any] = event["object"]
+    if memo.loop.inventory.replicaset(body, deleted=_deleted(event)):
+        owners: list[Mapping[str, Any]] = body["metadata"].get("ownerReferences") or []
+        for owner in owners:
+            if owner.get("controller"):
+                _wake_for(memo, body, str(owner.get("kind")), str(owner.get("name")))
 
 
 @kopf.on.event("apps", "v1", "deployments")
 async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     # A resumed, re-templated or overridden Deployment is answered now, not at the next interval.
-    if memo.loop.inventory.deployment(event["object"], deleted=_deleted(event)):
-        memo.loop.wake()
+    body = event["object"]
+    if memo.loop.inventory.deployment(body, deleted=_deleted(event)):
+        _wake_for(memo, body, "Deployment", str(body["metadata"].get("name")))
 
 
 @kopf.on.event("argoproj.io", "v1alpha1", "rollouts")
 async def rollout_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     # Watched only where Argo Rollouts is installed: kopf finds the resource once its CRD appears.
-    if memo.loop.inventory.rollout(event["object"], deleted=_deleted(event)):
-        memo.loop.wake()
+    body = event["object"]
+    if memo.loop.inventory.rollout(body, deleted=_deleted(event)):
+        _wake_for(memo, body, "Rollout", str(body["metadata"].get("name")))
 
 
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")

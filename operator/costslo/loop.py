@@ -143,6 +143,19 @@ class OperatorLoop:
         if self._wake is not None:
             self._wake.set()
 
+    def wake_for(self, namespace: str, kind: str, name: str) -> None:
+        """Wakes the loop for a change to a workload some CostSLO targets; any other workload's churn waits
+        for the interval, so no tenant's Deployments can drive the shared loop."""
+        if (namespace, kind, name) in self._targets():
+            self.wake()
+
+    def _targets(self) -> set[tuple[str, str, str]]:
+        targets = set()
+        for (namespace, _), body in self.slos.items():
+            ref = (body.get("spec") or {}).get("targetRef") or {}
+            targets.add((namespace, str(ref.get("kind") or "Deployment"), str(ref.get("name"))))
+        return targets
+
     def release(self, body: Mapping[str, Any]) -> None:
         """Lifts the pause a deleted CostSLO's gate held, if it held one."""
         rollout_status = (body.get("status") or {}).get("rollout") or {}
