@@ -340,3 +340,37 @@ def test_a_verdict_from_a_stalled_loop_is_no_verdict(lab: Lab, judged: str, http
     wait_for(
         "a fresh verdict again", lambda: requests.get(url, timeout=10).json()["ok"], timeout=240, interval=3
     )
+
+
+def test_a_poisoned_costslo_fails_alone_and_says_only_the_kind_of_error(
+    lab: Lab, judged: str, http_port: int
+) -> None:
+    """A custom query that passes admission but that Prometheus refuses at run time (many-to-many matching,
+    whose error quotes label sets): that CostSLO is MetricsUnavailable with the kind of error only, and its
+    neighbours on the same target are still judged every cycle."""
+    rate = "increase(vllm:request_success_total{$__pods}[$__window])"
+    poisoned = slo(
+        "poisoned",
+        "chat",
+        "0.01",
+        serving={"runtime": "custom", "queries": {"finished": f"{rate} + on() {rate}", "delivered": rate}},
+        enforcement={"mode": "Report"},
+    )
+    api = client.CustomObjectsApi(lab.api)
+    created = time.time()
+    api.create_namespaced_custom_object(GROUP, VERSION, judged, PLURAL, poisoned)
+    try:
+        status = wait_for(
+            "the poisoned CostSLO judged",
+            lambda: (s := status_of(lab, judged, "poisoned")).get("phase") == "MetricsUnavailable" and s,
+            timeout=90,
+            interval=2,
+        )
+        assert "Prometheus query failed (BadQuery)" in status["message"]
+        assert "duplicate series" not in json.dumps(status) and "match group" not in json.dumps(status)
+        # The neighbour's live verdict comes from a cycle that also evaluated the poisoned one.
+        live = requests.get(f"http://127.0.0.1:{http_port}/verdict/{judged}/generous", timeout=10).json()
+        evaluated = datetime.fromisoformat(live["lastEvaluationTime"].replace("Z", "+00:00")).timestamp()
+        assert live["ok"] is True and live["stale"] is False and evaluated > created
+    finally:
+        api.delete_namespaced_custom_object(GROUP, VERSION, judged, PLURAL, "poisoned")
