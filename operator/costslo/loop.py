@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -29,6 +30,8 @@ from costslo.telemetry import Telemetry
 log = structlog.get_logger(__name__)
 
 STARTUP_GRACE_SECONDS = 5.0
+# A tenant's custom query gets this long (Prometheus is told so too) and one attempt: the loop is shared.
+CUSTOM_QUERY_TIMEOUT_SECONDS = 10.0
 # A burst of watch events (a rollout creates and scales ReplicaSets) wakes the loop once, not per event.
 MIN_SECONDS_BETWEEN_CYCLES = 1.0
 
@@ -73,8 +76,17 @@ class OperatorLoop:
         self.inventory = Inventory(gpu_resources=settings.labels.gpu_resources)
         self.slos: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.client = PrometheusClient(settings.prometheus)
+        self.custom_client = PrometheusClient(
+            replace(
+                settings.prometheus,
+                timeout_seconds=min(CUSTOM_QUERY_TIMEOUT_SECONDS, settings.prometheus.timeout_seconds),
+                max_attempts=1,
+            )
+        )
         self.evaluator = Evaluator(
-            self.client, self.inventory, EvaluatorConfig(settings.labels, settings.price_catalog)
+            self.client,
+            self.inventory,
+            EvaluatorConfig(settings.labels, settings.price_catalog, custom_client=self.custom_client),
         )
         self.writer = StatusWriter(api_client)
         self.workloads = WorkloadWriter(api_client)
@@ -228,7 +240,7 @@ class OperatorLoop:
         if self.standing_by():
             return []
         now = time.time()
-        before = self.client.queries
+        before = self._queries()
         slos = [slo_object(self._latest_known(key, b)) for key, b in list(self.slos.items())]
         results = self.evaluator.cycle(slos, now)
         for ev in results:
@@ -236,14 +248,17 @@ class OperatorLoop:
         self.inventory.forget_old()
         self.cycles += 1
         self.telemetry.duration.observe(time.time() - now)
-        self.telemetry.queries.inc(self.client.queries - before)
+        self.telemetry.queries.inc(self._queries() - before)
         log.info(
             "evaluated",
             costslos=len(slos),
-            queries=self.client.queries - before,
+            queries=self._queries() - before,
             seconds=round(time.time() - now, 3),
         )
         return results
+
+    def _queries(self) -> int:
+        return self.client.queries + self.custom_client.queries
 
     def _latest_known(self, key: tuple[str, str], body: Mapping[str, Any]) -> Mapping[str, Any]:
         """The CostSLO with the status this process last wrote: the watch may not have echoed it yet,

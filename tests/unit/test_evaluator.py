@@ -304,3 +304,24 @@ def test_of_two_costslos_enforcing_on_one_target_the_later_only_reports() -> Non
     )
     assert alone.slo.spec is not None and alone.slo.spec.enforcement.mode == "Enforce"
     assert not [c for c in alone.status["conditions"] if c["type"] == "Enforcing"]
+
+
+def test_custom_queries_go_through_the_tenant_client() -> None:
+    """A tenant's PromQL runs on the client with the tighter timeout and no retry; built-in presets don't."""
+    slos, inv, pods = fleet(["0.1", "0.1"])
+    spec = slos[1].spec
+    assert spec is not None
+    rate = "increase(app_requests_total{$__pods}[$__window])"
+    custom = spec.model_copy(
+        update={
+            "serving": api.Serving.model_validate(
+                {"runtime": "custom", "queries": {"finished": rate, "delivered": rate}}
+            )
+        }
+    )
+    main, tenant = StandIn(pods), StandIn(pods)
+    config = EvaluatorConfig(custom_client=tenant)
+    results = Evaluator(main, inv, config).cycle([slos[0], replace(slos[1], spec=custom)], time.time())
+    assert [r.phase for r in results] == ["Met", "Met"]
+    assert tenant.queries == 2 * 9  # (finished, delivered, failed + 5 GPU/pod quantities + span) x 2 windows
+    assert main.queries == 26
