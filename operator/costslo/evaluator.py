@@ -7,7 +7,8 @@ besides the Prometheus client handed in; writing status is the caller's job (act
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -19,7 +20,7 @@ from costslo import api, economics, rollout, scaling, views
 from costslo.api import duration_text
 from costslo.economics import CostBreakdown, Prices
 from costslo.inventory import Inventory, TargetPods, whole_revision
-from costslo.metrics.prometheus import PrometheusError
+from costslo.metrics.prometheus import Problem, PrometheusError, Sample
 from costslo.metrics.window import Latency, Querier, WindowSamples, fetch_window, merge_missing
 from costslo.pricing import GpuPrice, PriceCatalog, PricingError, gpu_price, weighted_gpu_price
 from costslo.rollout import GateDecision, RevisionFigures
@@ -81,6 +82,9 @@ class Evaluation:
     phase: str
     gate: GateDecision | None = None
     sizing: Sizing | None = None
+    # False for a CostSLO another one on its target outranks: judged and gated alike, but it writes nothing
+    # to the workload (no gate action, scaling or annotation).
+    acts: bool = True
 
 
 @dataclass
@@ -92,6 +96,9 @@ class EvaluatorConfig:
     # Tenants' custom queries go through this client (a tighter timeout, no retry), so one heavy query
     # holds the shared loop for seconds, not minutes; None: the main client.
     custom_client: Querier | None = None
+    # All custom queries of one cycle together: once spent, the rest wait for a coming cycle.
+    custom_seconds_per_cycle: float = 20.0
+    clock: Callable[[], float] = time.monotonic
 
 
 def _now_iso(now: float) -> str:
@@ -102,11 +109,36 @@ def _money(value: Any) -> str | None:
     return None if value is None else format(value, "f")
 
 
+class _Budget:
+    """A querier that refuses to start a query once its time is spent (a query under way runs to its
+    own timeout)."""
+
+    def __init__(self, client: Querier, seconds: float, clock: Callable[[], float]) -> None:
+        self._client, self._seconds, self._clock = client, seconds, clock
+        self._deadline: float | None = None
+
+    def spent(self) -> bool:
+        return self._deadline is not None and self._clock() >= self._deadline
+
+    def query(self, promql: str, at: float | None = None) -> list[Sample]:
+        if self._deadline is None:
+            self._deadline = self._clock() + self._seconds
+        if self.spent():
+            raise PrometheusError(
+                "the time for custom queries in this cycle ran out",
+                problem=Problem.TIMEOUT,
+                url="",
+                query=promql,
+            )
+        return self._client.query(promql, at)
+
+
 class Evaluator:
     def __init__(self, client: Querier, inventory: Inventory, config: EvaluatorConfig | None = None) -> None:
         self._client = client
         self._inventory = inventory
         self._config = config or EvaluatorConfig()
+        self._turn = 0  # which custom CostSLO's queries go first this cycle
 
     def cycle(self, slos: Sequence[SloObject], now: float) -> list[Evaluation]:
         """Evaluates every CostSLO once."""
@@ -122,10 +154,27 @@ class Evaluator:
             except ValueError as exc:
                 results.append(self._invalid(slo, str(exc), now))
                 continue
+            except Exception:
+                log.exception("reading the serving spec failed", namespace=slo.namespace, name=slo.name)
+                results.append(self._failed(slo, now))
+                continue
             valid.append((slo, slo.spec, preset))
 
         windows: dict[tuple[str, float], WindowSamples | str] = {}
-        for (preset_name, window), group in _batches(valid, self._config.per_object).items():
+        batches = list(_batches(valid, self._config.per_object).items())
+        # Built-in presets first; then tenants' custom queries, from a different one each cycle, within one
+        # time budget for them all, so that custom queries delay neither the others nor each other for long.
+        builtin = [b for b in batches if b[1][0][2].name != "custom"]
+        custom_batches = [b for b in batches if b[1][0][2].name == "custom"]
+        self._turn += 1
+        owners = list(dict.fromkeys(key for (key, _), _ in custom_batches))  # one per custom CostSLO
+        if owners:
+            start = self._turn % len(owners)
+            order = {key: i for i, key in enumerate(owners[start:] + owners[:start])}
+            custom_batches.sort(key=lambda batch: order[batch[0][0]])
+        cfg = self._config
+        budget = _Budget(cfg.custom_client or self._client, cfg.custom_seconds_per_cycle, cfg.clock)
+        for (preset_name, window), group in builtin + custom_batches:
             preset = group[0][2]
             namespaces = {slo.namespace for slo, _, _ in group}
             metrics = tuple(
@@ -136,10 +185,15 @@ class Evaluator:
                     }
                 )
             )
+            if preset.name == "custom" and budget.spent():
+                windows[(preset_name, window)] = (
+                    "not measured this cycle: the time the operator gives custom queries ran out (other "
+                    "custom CostSLOs used it); it is measured again in a coming cycle"
+                )
+                continue
             try:
-                custom = self._config.custom_client if preset.name == "custom" else None
                 windows[(preset_name, window)] = fetch_window(
-                    custom or self._client,
+                    budget if preset.name == "custom" else self._client,
                     preset,
                     self._config.labels,
                     window,
@@ -160,8 +214,9 @@ class Evaluator:
             first = enforcers.get(_target_key(slo, spec))
             other = first if first is not None and first != slo.name and _enforcing(spec) else None
             if other is not None:
-                # Two CostSLOs acting on one workload would undo each other: the later one only reports.
-                spec = _reporting(spec)
+                # Two CostSLOs acting on one workload would undo each other: the later one writes nothing
+                # to it, and sizes nothing; its verdict (what /verdict answers) holds as strictly as before.
+                spec = _without_scaling(spec)
                 slo = replace(slo, spec=spec)
             try:
                 evaluation = self._evaluate(slo, spec, preset, windows, now)
@@ -673,8 +728,9 @@ def _enforcers(
     return {key: rank[1] for key, rank in first.items()}
 
 
-def _reporting(spec: api.CostSLOSpec) -> api.CostSLOSpec:
-    return spec.model_copy(update={"enforcement": spec.enforcement.model_copy(update={"mode": "Report"})})
+def _without_scaling(spec: api.CostSLOSpec) -> api.CostSLOSpec:
+    scaling = spec.enforcement.scaling.model_copy(update={"enabled": False})
+    return spec.model_copy(update={"enforcement": spec.enforcement.model_copy(update={"scaling": scaling})})
 
 
 ENFORCING = "Enforcing"
@@ -688,16 +744,18 @@ def _with_enforcing(ev: Evaluation, other: str | None, now: float) -> Evaluation
         if len(kept) == len(conditions):
             return ev
         conditions = kept
+        ev = replace(ev, acts=True)
     else:
         spec = ev.slo.spec
         target = f"{spec.target_ref.kind} {spec.target_ref.name}" if spec else "its target"
         message = (
-            f"{target} is already enforced by CostSLO {other}: this one only reports (set "
-            "enforcement.mode: Report, or remove one of them)"
+            f"{target} is already enforced by CostSLO {other}: this one judges and gates but writes "
+            "nothing to it (set enforcement.mode: Report, or remove one of them)"
         )
         condition = VerdictCondition(ENFORCING, "False", "AnotherCostSLOEnforces", message)
         conditions = merge_conditions(conditions, [condition], _now_iso(now), ev.slo.generation)
         ev.status["message"] = f"{ev.status.get('message') or ''}; {message}".lstrip("; ")
+        ev = replace(ev, acts=False)
     ev.status["conditions"] = [c.model_dump(by_alias=True, exclude_none=True) for c in conditions]
     return ev
 

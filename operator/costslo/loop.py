@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -45,6 +46,12 @@ def describe_errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _api_status(exc: Exception) -> str:
+    """The kind of a failed API call: its HTTP status and reason, or the exception's type."""
+    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+    return f"HTTP {status} {reason}".strip() if status else type(exc).__name__
+
+
 def slo_object(body: Mapping[str, Any]) -> SloObject:
     """A CostSLO from a watch event; a spec that does not parse becomes spec_error, never an exception."""
     meta = body.get("metadata", {})
@@ -53,6 +60,14 @@ def slo_object(body: Mapping[str, Any]) -> SloObject:
         error = None
     except ValidationError as exc:
         spec, error = None, describe_errors(exc)
+    except Exception:  # a check that failed inside the operator: this CostSLO's problem, not the loop's
+        log.exception(
+            "checking a CostSLO's spec failed", namespace=meta.get("namespace"), name=meta.get("name")
+        )
+        spec, error = (
+            None,
+            "the spec could not be checked: an error inside the operator (its log has the details)",
+        )
     try:
         status = api.CostSLOStatus.model_validate(body.get("status") or {})
     except ValidationError:
@@ -91,6 +106,7 @@ class OperatorLoop:
         self.writer = StatusWriter(api_client)
         self.workloads = WorkloadWriter(api_client)
         self._wake: asyncio.Event | None = None
+        self._woken: dict[tuple[str, str, str], float] = {}  # when each target last woke the loop
         self._written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._phases: dict[tuple[str, str], str] = {}
         self._latest: dict[tuple[str, str], Mapping[str, Any]] = {}
@@ -156,10 +172,17 @@ class OperatorLoop:
             self._wake.set()
 
     def wake_for(self, namespace: str, kind: str, name: str) -> None:
-        """Wakes the loop for a change to a workload some CostSLO targets; any other workload's churn waits
-        for the interval, so no tenant's Deployments can drive the shared loop."""
-        if (namespace, kind, name) in self._targets():
-            self.wake()
+        """Wakes the loop for a change to a workload some CostSLO targets, at most once per target every
+        quarter interval: any other workload's churn, and a targeted one's flapping, waits for the interval,
+        so no tenant's workloads can drive the shared loop."""
+        key = (namespace, kind, name)
+        if key not in self._targets():
+            return
+        now = time.monotonic()
+        if now - self._woken.get(key, -math.inf) < self.settings.interval_seconds / 4:
+            return
+        self._woken[key] = now
+        self.wake()
 
     def _targets(self) -> set[tuple[str, str, str]]:
         targets = set()
@@ -197,7 +220,9 @@ class OperatorLoop:
             self._wake.clear()
             try:
                 await asyncio.to_thread(self.cycle)
-            except Exception:  # one bad cycle must not stop the operator
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # one bad cycle must not stop the operator (a library's panic included)
                 log.exception("evaluation cycle failed")
             await asyncio.sleep(MIN_SECONDS_BETWEEN_CYCLES)
             remaining = self.settings.interval_seconds - (time.monotonic() - started)
@@ -305,12 +330,12 @@ class OperatorLoop:
         target = spec.target_ref.name
         bound = log.bind(namespace=ev.slo.namespace, name=ev.slo.name, target=target)
         gate = ev.gate
-        if gate is not None and gate.actions:
+        if gate is not None and gate.actions and ev.acts:
             self.workloads.apply(spec.target_ref.kind, ev.slo.namespace, target, gate.actions)
             for action in gate.actions:
                 self.telemetry.actions.labels(action_name(action)).inc()
             bound.info("rollout gate", actions=[action_name(a) for a in gate.actions])
-        for event in gate.events if gate is not None else ():
+        for event in gate.events if gate is not None and ev.acts else ():
             self._post(ev, body, event.type, event.reason, event.message, now)
         sizing = ev.sizing
         if scaled and sizing is not None and sizing.decision.scale_to is not None:
@@ -320,7 +345,7 @@ class OperatorLoop:
     def _scale(self, ev: Evaluation, previous: Mapping[str, Any] | None, bound: Any) -> bool:
         """Takes the scaling step of the evaluation, if any; on failure, status keeps the last real step."""
         sizing, spec = ev.sizing, ev.slo.spec
-        if sizing is None or sizing.decision.scale_to is None or spec is None:
+        if sizing is None or sizing.decision.scale_to is None or spec is None or not ev.acts:
             return False
         to = sizing.decision.scale_to
         try:
@@ -331,7 +356,9 @@ class OperatorLoop:
             ev.status["scaling"] = {
                 **{k: v for k, v in kept.items() if k in ("lastAction", "lastActionTime")},
                 "recommendedReplicas": sizing.decision.recommended_replicas,
-                "reason": f"{sizing.decision.reason}; the step to {to} failed: {exc}"[:1000],
+                # The API's answer goes to the log only: its body can say more than this tenant may read.
+                "reason": f"{sizing.decision.reason}; the step to {to} failed ({_api_status(exc)}); the "
+                "operator's log has the details",
             }
             return False
         self.telemetry.actions.labels("scale").inc()
@@ -370,7 +397,7 @@ class OperatorLoop:
         self._post(
             ev, body, type_, ev.phase, f"{old or 'new'} -> {ev.phase}: {message}", now, on_target=found
         )
-        if spec is not None and spec.enforcement.mode == "Enforce" and found:
+        if spec is not None and spec.enforcement.mode == "Enforce" and found and ev.acts:
             cost = (ev.status.get("current") or {}).get("costPerRequest")
             self.workloads.annotate(
                 spec.target_ref.kind, ev.slo.namespace, spec.target_ref.name, cost, ev.phase

@@ -285,24 +285,26 @@ def test_a_target_pod_serving_several_models_leaves_no_cost_and_says_what_to_nam
     assert "spec.serving.models" in result.status["message"]
 
 
-def test_of_two_costslos_enforcing_on_one_target_the_later_only_reports() -> None:
+def test_of_two_costslos_enforcing_on_one_target_only_the_older_acts() -> None:
     slos, inv, pods = fleet(["0.1"])
     first = replace(slos[0], name="first", created="2026-01-01T00:00:00Z")
     later = replace(slos[0], name="later", created="2026-02-01T00:00:00Z")
     results = {r.slo.name: r for r in Evaluator(StandIn(pods), inv).cycle([later, first], time.time())}
-    assert results["first"].slo.spec is not None and results["first"].slo.spec.enforcement.mode == "Enforce"
+    assert results["first"].acts
     assert not [c for c in results["first"].status["conditions"] if c["type"] == "Enforcing"]
     demoted = results["later"]
-    assert demoted.slo.spec is not None and demoted.slo.spec.enforcement.mode == "Report"
+    assert not demoted.acts and demoted.sizing is None
+    # Still Enforce: its verdict (what /verdict answers a gate) holds as strictly as the first one's.
+    assert demoted.slo.spec is not None and demoted.slo.spec.enforcement.mode == "Enforce"
     (enforcing,) = [c for c in demoted.status["conditions"] if c["type"] == "Enforcing"]
     assert enforcing["status"] == "False" and enforcing["reason"] == "AnotherCostSLOEnforces"
     assert "already enforced by CostSLO first" in demoted.status["message"]
     assert demoted.phase == "Met"  # still judged and reported
-    # Once alone (the first deleted), the later one enforces again and the condition goes.
+    # Once alone (the first deleted), the later one acts again and the condition goes.
     (alone,) = Evaluator(StandIn(pods), inv).cycle(
         [replace(later, status=api.CostSLOStatus.model_validate(demoted.status))], time.time()
     )
-    assert alone.slo.spec is not None and alone.slo.spec.enforcement.mode == "Enforce"
+    assert alone.acts
     assert not [c for c in alone.status["conditions"] if c["type"] == "Enforcing"]
 
 
@@ -325,3 +327,40 @@ def test_custom_queries_go_through_the_tenant_client() -> None:
     assert [r.phase for r in results] == ["Met", "Met"]
     assert tenant.queries == 2 * 9  # (finished, delivered, failed + 5 GPU/pod quantities + span) x 2 windows
     assert main.queries == 26
+
+
+class Slow(StandIn):
+    """A Prometheus whose every answer takes one second of a clock of its own."""
+
+    def __init__(self, pods: dict[str, list[str]]) -> None:
+        super().__init__(pods)
+        self.now = 0.0
+
+    def query(self, promql: str, at: float | None = None) -> list[Sample]:
+        self.now += 1.0
+        return super().query(promql, at)
+
+
+def test_custom_queries_share_one_time_budget_and_take_turns() -> None:
+    """Once the cycle's time for custom queries is spent, the remaining custom CostSLOs are not measured this
+    cycle (said so); the next cycle starts with another one, so none is starved."""
+    slos, inv, pods = fleet(["0.1", "0.1", "0.1"])
+    rate = "increase(app_requests_total{$__pods}[$__window])"
+    queries = {"finished": rate, "delivered": rate}
+    serving = api.Serving.model_validate({"runtime": "custom", "queries": queries})
+    custom = [replace(s, spec=s.spec.model_copy(update={"serving": serving})) for s in slos if s.spec]
+    # A second a query, 9 queries a window: one CostSLO's two windows fit in 20 s, the next one's do not.
+    slow = Slow(pods)
+    config = EvaluatorConfig(custom_client=slow, custom_seconds_per_cycle=20, clock=lambda: slow.now)
+    evaluator = Evaluator(StandIn(pods), inv, config)
+    measured_in: list[set[str]] = []
+    for _ in range(3):
+        results = evaluator.cycle(custom, time.time())
+        measured = {r.slo.name for r in results if r.phase == "Met"}
+        skipped = {
+            r.slo.name for r in results if "not measured this cycle" in (r.status.get("message") or "")
+        }
+        assert measured and skipped and not measured & skipped
+        assert all(r.phase == "MetricsUnavailable" for r in results if r.slo.name not in measured)
+        measured_in.append(measured)
+    assert set().union(*measured_in) == {s.name for s in custom}  # each measured within three cycles

@@ -41,6 +41,13 @@ async def test_only_a_targeted_workload_s_change_wakes_the_loop() -> None:
         assert not loop._wake.is_set(), untargeted
     loop.wake_for("team-b", "Rollout", "chat")
     assert loop._wake.is_set()
+    # A targeted workload flapping wakes the loop once per quarter interval, not on every change.
+    loop._wake.clear()
+    loop.wake_for("team-b", "Rollout", "chat")
+    assert not loop._wake.is_set()
+    loop._woken[("team-b", "Rollout", "chat")] -= 10 / 4
+    loop.wake_for("team-b", "Rollout", "chat")
+    assert loop._wake.is_set()
 
 
 def test_a_verdict_of_our_own_is_good_for_three_intervals_one_read_back_for_the_heartbeat_more() -> None:

@@ -495,6 +495,15 @@ CROSS_NAMESPACE = [
     ('count_values("exported_pod", increase(x{$__pods}[$__window]))', "count_values"),
     ('info(increase(x{$__pods}[$__window]), {k8s_cluster_name=~".+"})', "info()"),
     ("increase(x{$__pods}[$__window]) +", "not PromQL"),
+    # Writing the placeholder's stand-in by hand: a reserved label, never taken for $__pods.
+    (
+        "increase(foo{$__pods}[$__window]) * 0 + scalar(sum(increase("
+        'bar_total{__costslo_pods__="",namespace="victim"}[$__window])))',
+        "reserved label __costslo_pods__",
+    ),
+    # The parser's own panics and deep nesting are a refused query, never an exception that escapes.
+    ("increase(foo{$__pods}[$__window] offset NaN)", "not PromQL"),
+    ("-" * 1000 + "increase(foo{$__pods}[$__window])", "nests deeper than 64 levels"),
 ]
 
 

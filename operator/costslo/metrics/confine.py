@@ -11,6 +11,7 @@ query the author wrote, so Prometheus' errors point at their own text.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Collection, Iterator
 from typing import Any
 
@@ -18,7 +19,8 @@ import promql_parser
 
 PODS_PLACEHOLDER = "$__pods"
 WINDOW_PLACEHOLDER = "$__window"
-_SENTINEL = "__costslo_pods__"
+# Deeper than any query a person writes; the walk and the parser stay far from any recursion limit.
+MAX_DEPTH = 64
 # Functions that would write a label from an argument: label_replace(v, dst, ...), label_join(v, dst, ...).
 _RELABELLING = {"label_replace", "label_join"}
 # Joins labels of series the query never selected (Prometheus 3's info()).
@@ -32,14 +34,19 @@ class ConfinementError(ValueError):
 def check_confined(key: str, text: str, protected: Collection[str]) -> None:
     """Raises ConfinementError unless every selector of `text` is limited by `$__pods` and nothing in it
     writes one of the `protected` labels (the namespace and pod labels results are attributed by)."""
-    parsed = text.replace(PODS_PLACEHOLDER, f'{_SENTINEL}="x"').replace(WINDOW_PLACEHOLDER, "5m")
+    # A name and value the author cannot know stand in for $__pods, so no matcher they write can pass
+    # for it; label names with two leading underscores are Prometheus' own, and refused anyway.
+    mark = (f"__costslo_{secrets.token_hex(8)}", secrets.token_hex(8))
+    parsed = text.replace(PODS_PLACEHOLDER, f'{mark[0]}="{mark[1]}"').replace(WINDOW_PLACEHOLDER, "5m")
     try:
         expr = promql_parser.parse(parsed)
-    except (ValueError, RuntimeError) as exc:
-        raise ConfinementError(f"custom query {key} is not PromQL: {exc}") from None
-    for node in _nodes(expr):
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # the parser's panics (pyo3) are BaseException: a bad query, not a crash
+        raise ConfinementError(f"custom query {key} is not PromQL: {str(exc)[:200]}") from None
+    for node in _nodes(key, expr):
         if isinstance(node, promql_parser.VectorSelector):
-            _check_selector(key, node)
+            _check_selector(key, node, mark)
         elif isinstance(node, promql_parser.Call):
             _check_call(key, node, protected)
         elif isinstance(node, promql_parser.AggregateExpr) and str(node.op) == "count_values":
@@ -51,10 +58,15 @@ def check_confined(key: str, text: str, protected: Collection[str]) -> None:
                 )
 
 
-def _check_selector(key: str, selector: promql_parser.VectorSelector) -> None:
+def _check_selector(key: str, selector: promql_parser.VectorSelector, mark: tuple[str, str]) -> None:
     groups = [selector.matchers.matchers, *selector.matchers.or_matchers]
     for group in groups:
-        if not any(m.name == _SENTINEL for m in group):
+        for m in group:
+            if m.name.startswith("__") and m.name not in ("__name__", mark[0]):
+                raise ConfinementError(f"custom query {key} matches on the reserved label {m.name}")
+        if not any(
+            m.name == mark[0] and m.value == mark[1] and m.op == promql_parser.MatchOp.Equal for m in group
+        ):
             name = selector.name or "a selector"
             raise ConfinementError(
                 f"custom query {key}: {name} is not limited to the CostSLO's namespace; put "
@@ -77,20 +89,26 @@ def _check_call(key: str, call: promql_parser.Call, protected: Collection[str]) 
             )
 
 
-def _nodes(expr: Any) -> Iterator[Any]:
-    """Every node of a parsed expression, depth first."""
-    yield expr
+def _children(expr: Any) -> list[Any]:
     if isinstance(expr, promql_parser.BinaryExpr):
-        yield from _nodes(expr.lhs)
-        yield from _nodes(expr.rhs)
-    elif isinstance(expr, promql_parser.AggregateExpr):
-        yield from _nodes(expr.expr)
-        if expr.param is not None:
-            yield from _nodes(expr.param)
-    elif isinstance(expr, promql_parser.Call):
-        for arg in expr.args:
-            yield from _nodes(arg)
-    elif isinstance(expr, promql_parser.MatrixSelector):
-        yield from _nodes(expr.vector_selector)
-    elif isinstance(expr, promql_parser.ParenExpr | promql_parser.UnaryExpr | promql_parser.SubqueryExpr):
-        yield from _nodes(expr.expr)
+        return [expr.lhs, expr.rhs]
+    if isinstance(expr, promql_parser.AggregateExpr):
+        return [expr.expr] + ([expr.param] if expr.param is not None else [])
+    if isinstance(expr, promql_parser.Call):
+        return list(expr.args)
+    if isinstance(expr, promql_parser.MatrixSelector):
+        return [expr.vector_selector]
+    if isinstance(expr, promql_parser.ParenExpr | promql_parser.UnaryExpr | promql_parser.SubqueryExpr):
+        return [expr.expr]
+    return []
+
+
+def _nodes(key: str, expr: Any) -> Iterator[Any]:
+    """Every node of a parsed expression, depth first, without recursion; too deep a nesting is refused."""
+    stack: list[tuple[Any, int]] = [(expr, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfinementError(f"custom query {key} nests deeper than {MAX_DEPTH} levels")
+        yield node
+        stack.extend((child, depth + 1) for child in reversed(_children(node)))
