@@ -30,7 +30,6 @@ from costslo.usage import gap, usage_of
 from costslo.verdict import (
     LATENCY_MET,
     METRICS_AVAILABLE,
-    METRICS_UNAVAILABLE,
     ROLLOUT_ALLOWED,
     SLO_MET,
     Policy,
@@ -551,23 +550,15 @@ class Evaluator:
         )
         # The target is out of sight (deleted, or its watch has not listed it yet): what the gate remembers
         # (its own pause, rejected revisions) must survive until it is back.
-        memory = (
-            slo.status.rollout.model_dump(by_alias=True, exclude_none=True) if slo.status.rollout else None
-        )
         spec_valid = next((c for c in slo.status.conditions if c.type == SPEC_VALID), None)
-        status = api.CostSLOStatus(
-            observed_generation=slo.generation,
-            phase=TARGET_NOT_FOUND,
-            message=message,
+        return _unjudged(
+            slo,
+            "TargetNotFound",
+            message,
+            [_spec_valid(spec_valid, now), *conditions],
+            now,
             budget=_money(spec.objective.to_economics().budget),
-            rollout=api.RolloutStatus.model_validate(memory) if memory else None,
-            last_evaluation_time=_now_iso(now),
-            conditions=[_spec_valid(spec_valid, now), *conditions],
         )
-        body = status.model_dump(by_alias=True, exclude_none=True)
-        body.setdefault("current", {})
-        gate = GateDecision(rollout.Memory.from_status(memory)) if memory else None
-        return Evaluation(slo, body, None, TARGET_NOT_FOUND, gate, None)
 
     def _failed(self, slo: SloObject, now: float) -> Evaluation:
         """This CostSLO could not be evaluated: no verdict, so nothing is allowed or acted on (fail closed);
@@ -587,21 +578,7 @@ class Evaluator:
             _now_iso(now),
             slo.generation,
         )
-        memory = (
-            slo.status.rollout.model_dump(by_alias=True, exclude_none=True) if slo.status.rollout else None
-        )
-        status = api.CostSLOStatus(
-            observed_generation=slo.generation,
-            phase=METRICS_UNAVAILABLE,
-            message=message,
-            rollout=api.RolloutStatus.model_validate(memory) if memory else None,
-            last_evaluation_time=_now_iso(now),
-            conditions=conditions,
-        )
-        body = status.model_dump(by_alias=True, exclude_none=True)
-        body.setdefault("current", {})
-        gate = GateDecision(rollout.Memory.from_status(memory)) if memory else None
-        return Evaluation(slo, body, None, METRICS_UNAVAILABLE, gate, None)
+        return _unjudged(slo, "MetricsUnavailable", message, conditions, now)
 
     def _invalid(self, slo: SloObject, message: str, now: float) -> Evaluation:
         previous = next((c for c in slo.status.conditions if c.type == SPEC_VALID), None)
@@ -706,6 +683,31 @@ def _key(preset: RuntimePreset, slo: SloObject, per_object: bool) -> str:
     if per_object or preset.name == "custom":
         return f"{preset.key}/{slo.namespace}/{slo.name}"
     return preset.key
+
+
+def _unjudged(
+    slo: SloObject,
+    phase: api.Phase,
+    message: str,
+    conditions: list[api.Condition],
+    now: float,
+    budget: str | None = None,
+) -> Evaluation:
+    """A status with no verdict and no figures, that keeps what the rollout gate remembers."""
+    memory = slo.status.rollout.model_dump(by_alias=True, exclude_none=True) if slo.status.rollout else None
+    status = api.CostSLOStatus(
+        observed_generation=slo.generation,
+        phase=phase,
+        message=message,
+        budget=budget,
+        rollout=api.RolloutStatus.model_validate(memory) if memory else None,
+        last_evaluation_time=_now_iso(now),
+        conditions=conditions,
+    )
+    body = status.model_dump(by_alias=True, exclude_none=True)
+    body.setdefault("current", {})
+    gate = GateDecision(rollout.Memory.from_status(memory)) if memory else None
+    return Evaluation(slo, body, None, phase, gate, None)
 
 
 def _enforcing(spec: api.CostSLOSpec) -> bool:
